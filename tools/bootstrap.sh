@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# One entry point for newcomers and CI: installs the Debian packages ferry needs
+# (only those missing), configures, builds, and runs either the main job or the tests.
+#
+#   tools/bootstrap.sh demo   set up, build (release), run the main job
+#   tools/bootstrap.sh test   set up, build release + ASan/UBSan, run ctest on both
+#   tools/bootstrap.sh deps   only install missing packages
+#   tools/bootstrap.sh build  only build the release tree
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+jobs=$(nproc 2>/dev/null || echo 2)
+
+# Every package the project needs, and why (keep README's dependency table in step).
+packages=(
+  build-essential cmake pkg-config python3   # toolchain; python3 runs bench/summary
+  liburing-dev                               # io_uring TCP transport
+  libibverbs-dev librdmacm-dev               # RDMA verbs transport
+  liblz4-dev                                 # LZ4 page codec
+  libgtest-dev libgmock-dev                  # tests
+  libbenchmark-dev                           # bench/
+  libcli11-dev nlohmann-json3-dev            # ferry CLI arguments, JSON statistics
+)
+
+log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
+
+install_deps() {
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "all ${#packages[@]} Debian packages present"
+    return
+  fi
+  log "installing: ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# build DIR [cmake options...]
+build() {
+  local dir=$1; shift
+  log "configuring $dir"
+  cmake -S . -B "$dir" "$@" >/dev/null
+  log "building $dir ($jobs jobs)"
+  cmake --build "$dir" -j "$jobs"
+}
+
+run_tests() {
+  local dir=$1
+  log "ctest in $dir"
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 900
+}
+
+case "${1:-}" in
+  deps)
+    install_deps ;;
+  build)
+    install_deps
+    build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo ;;
+  demo)
+    install_deps
+    build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    # Until the engine lands, the main job is the codec benchmark summary.
+    python3 bench/summary --build build/release ;;
+  test)
+    install_deps
+    build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    status=0
+    run_tests build/release || status=1
+    build build/asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DFERRY_SANITIZE=ON -DFERRY_BUILD_BENCH=OFF
+    ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+      run_tests build/asan || status=1
+    if [ $status -ne 0 ]; then log "FAILED (see above)"; else log "all test runs passed"; fi
+    exit $status ;;
+  *)
+    echo "usage: $0 demo|test|deps|build" >&2
+    exit 2 ;;
+esac
