@@ -1,0 +1,291 @@
+#include "transports/tcp/stream_transport.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+
+#include "transports/handshake.h"
+#include "transports/tcp/socket.h"
+#include "transports/uring/channel.h"
+#include "transports/uring/features.h"
+
+namespace ferry::transport::tcp {
+namespace {
+
+namespace hs = handshake;
+using Clock = std::chrono::steady_clock;
+
+Capabilities advertised(const Uri& uri, const Options& o) {
+  const auto& f = uring::features();
+  Capabilities c = 0;
+  // AF_UNIX has no zero-copy path; its channels learn that at the first large send.
+  if (uri.scheme == "tcp" && f.sendmsg_zc && o.zero_copy != ZeroCopy::kNever) c |= kZeroCopySend;
+  if (o.fixed_buffers && f.send_zc) c |= kFixedBuffers;
+  return c;
+}
+
+ChannelPtr make_channel(const Uri& uri, Fd fd, const Options& o, const hs::Hello& local,
+                        const hs::Hello& peer, std::string peer_text) {
+  uring::UringChannel::Config c;
+  c.kind = uring::UringChannel::Kind::kSocket;
+  c.transport = uri.scheme;
+  c.fd = std::move(fd);
+  c.options = o;
+  c.identity.index = local.index;
+  c.identity.count = local.count;
+  c.identity.session_id = local.session_id;
+  c.identity.peer = std::move(peer_text);
+  c.identity.peer_caps = peer.capabilities;
+  return std::make_unique<uring::UringChannel>(std::move(c));
+}
+
+std::string peer_of(int fd, const Uri& listen_uri) {
+  if (listen_uri.scheme == "unix") return listen_uri.to_string();
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  return endpoint_text(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+int ms_until(Clock::time_point t) {
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(t - Clock::now()).count();
+  return static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
+}
+
+class StreamListener final : public Listener {
+ public:
+  StreamListener(Uri uri, const Options& o) : uri_(std::move(uri)), opts_(o) {
+    fd_ = tcp::listen(uri_, opts_, &address_);
+    set_blocking(fd_.get(), false);
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len);
+    listener_local_ = is_local(reinterpret_cast<sockaddr*>(&ss));
+  }
+  ~StreamListener() override {
+    if (uri_.scheme == "unix") ::unlink(uri_.path.c_str());
+  }
+
+  std::string address() const override { return address_; }
+  std::vector<ChannelPtr> accept() override;
+
+ private:
+  // A connection whose hello has not fully arrived yet.
+  struct Pending {
+    Fd fd;
+    std::string peer;
+    hs::Wire buf{};
+    size_t got = 0;
+    Clock::time_point deadline;
+  };
+
+  void accept_new(std::vector<Pending>& pending);
+  // Returns false when the connection was refused (and closed).
+  bool evaluate(Pending& p);
+  void refuse(const Pending& p, int err, const std::string& why);
+
+  Uri uri_;
+  Options opts_;
+  Fd fd_;
+  std::string address_;
+  bool listener_local_ = false;
+
+  // Session being assembled.
+  uint64_t session_ = 0;
+  uint32_t count_ = 0;
+  std::vector<Fd> fds_;
+  std::vector<std::string> peers_;
+  std::vector<hs::Hello> hellos_;
+  uint32_t arrived_ = 0;
+  std::string last_refusal_;
+};
+
+void StreamListener::refuse(const Pending& p, int err, const std::string& why) {
+  TransportError e(-1, p.peer, err, "refused connection: " + why);
+  last_refusal_ = e.what();
+  if (on_refused_) on_refused_(e);
+}
+
+void StreamListener::accept_new(std::vector<Pending>& pending) {
+  for (;;) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int c = ::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len,
+                      SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN) return;
+      throw TransportError(-1, address_, errno, "accept");
+    }
+    Pending p;
+    p.fd = Fd(c);
+    p.peer = peer_of(c, uri_);
+    p.deadline = Clock::now() + opts_.handshake_timeout;
+    // Buffers come from the listening socket unless the peer turns out to be local; NODELAY
+    // is set here to be sure.
+    const bool local = is_local(reinterpret_cast<const sockaddr*>(&ss));
+    Options nodelay_only;
+    nodelay_only.socket_buffer_bytes = 0;
+    tune(c, ss.ss_family, nodelay_only, false);
+    if (local && !listener_local_) set_buffers(c, opts_.local_socket_buffer_bytes);
+    pending.push_back(std::move(p));
+  }
+}
+
+bool StreamListener::evaluate(Pending& p) {
+  const hs::Hello peer = hs::decode(p.buf);
+  hs::Hello local = hs::local_hello(opts_, hs::Role::kAcceptor, session_ ? session_ : peer.session_id,
+                                    peer.index, count_ ? count_ : peer.count,
+                                    advertised(uri_, opts_));
+  std::string msg;
+  hs::Status s = hs::check_basic(local, peer, hs::Role::kConnector, &msg);
+  if (s == hs::Status::kOk) {
+    if (peer.session_id != local.session_id) s = hs::Status::kSessionMismatch;
+    else if (peer.count != local.count) s = hs::Status::kCountMismatch;
+    else if (peer.index >= peer.count) s = hs::Status::kIndexOutOfRange;
+    else if (!fds_.empty() && fds_[peer.index]) s = hs::Status::kDuplicateIndex;
+    if (s != hs::Status::kOk) msg = hs::mismatch_message(s, local, peer);
+  }
+  local.status = s;
+  // Answer even a refusal, so the connector can name both values too.
+  const hs::Wire out = hs::encode(local);
+  const int werr = hs::write_until(p.fd.get(), out.data(), out.size(),
+                                   Clock::now() + opts_.handshake_timeout);
+  if (s != hs::Status::kOk) {
+    refuse(p, 0, msg);
+    return false;
+  }
+  if (werr != 0) {
+    refuse(p, werr, "sending handshake reply");
+    return false;
+  }
+  if (fds_.empty()) {
+    session_ = local.session_id;
+    count_ = local.count;
+    fds_.resize(count_);
+    peers_.resize(count_);
+    hellos_.resize(count_);
+  }
+  set_blocking(p.fd.get(), true);
+  fds_[peer.index] = std::move(p.fd);
+  peers_[peer.index] = p.peer;
+  hellos_[peer.index] = peer;
+  ++arrived_;
+  return true;
+}
+
+std::vector<ChannelPtr> StreamListener::accept() {
+  session_ = opts_.session_id;
+  count_ = opts_.channels;
+  fds_.clear();
+  peers_.clear();
+  hellos_.clear();
+  arrived_ = 0;
+  last_refusal_.clear();
+
+  const auto deadline = Clock::now() + opts_.accept_timeout;
+  std::vector<Pending> pending;
+  std::vector<pollfd> pfds;
+  while (fds_.empty() || arrived_ < count_) {
+    auto wake = deadline;
+    for (const Pending& p : pending) wake = std::min(wake, p.deadline);
+    pfds.assign(1, pollfd{fd_.get(), POLLIN, 0});
+    for (const Pending& p : pending) pfds.push_back(pollfd{p.fd.get(), POLLIN, 0});
+    int r = ::poll(pfds.data(), pfds.size(), ms_until(wake));
+    if (r < 0 && errno != EINTR) throw TransportError(-1, address_, errno, "poll");
+    const auto now = Clock::now();
+
+    // Read what arrived, settle complete hellos, drop the silent and the closed. Connections
+    // are independent: a bad one never holds up the others.
+    for (size_t i = 0; i < pending.size();) {
+      Pending& p = pending[i];
+      bool drop = false;
+      if (r > 0 && (pfds[i + 1].revents & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t n;
+        // Until the socket is empty, so a close right behind the bytes is seen now.
+        while ((n = ::read(p.fd.get(), p.buf.data() + p.got, p.buf.size() - p.got)) > 0) {
+          p.got += static_cast<size_t>(n);
+          if (p.got == p.buf.size()) break;
+        }
+        if (p.got == p.buf.size()) {
+          evaluate(p);
+          drop = true;
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+          refuse(p, n == 0 ? 0 : errno,
+                 "connection closed after " + std::to_string(p.got) + " of " +
+                     std::to_string(hs::kSize) + " bytes of its hello");
+          drop = true;
+        }
+      }
+      if (!drop && now >= p.deadline) {
+        refuse(p, ETIMEDOUT,
+               "sent " + std::to_string(p.got) + " of " + std::to_string(hs::kSize) +
+                   " bytes of its hello within " +
+                   std::to_string(opts_.handshake_timeout.count()) + " ms");
+        drop = true;
+      }
+      if (drop) {
+        pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
+        pfds.erase(pfds.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+      } else {
+        ++i;
+      }
+    }
+    if (r > 0 && (pfds[0].revents & POLLIN)) accept_new(pending);
+    if (!fds_.empty() && arrived_ == count_) break;
+    if (Clock::now() >= deadline) {
+      std::string msg = "accept: " + std::to_string(arrived_) + " of " +
+                        (count_ ? std::to_string(count_) : std::string("?")) +
+                        " channels arrived within " +
+                        std::to_string(opts_.accept_timeout.count()) + " ms";
+      if (!last_refusal_.empty()) msg += "; last refusal: " + last_refusal_;
+      throw TransportError(-1, address_, ETIMEDOUT, msg);
+    }
+  }
+
+  std::vector<ChannelPtr> out;
+  out.reserve(count_);
+  for (uint32_t i = 0; i < count_; ++i) {
+    hs::Hello local = hs::local_hello(opts_, hs::Role::kAcceptor, session_, i, count_,
+                                      advertised(uri_, opts_));
+    out.push_back(make_channel(uri_, std::move(fds_[i]), opts_, local, hellos_[i], peers_[i]));
+  }
+  fds_.clear();
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<Listener> listen(const Uri& uri, const Options& options) {
+  return std::make_unique<StreamListener>(uri, options);
+}
+
+std::vector<ChannelPtr> connect(const Uri& uri, const Options& options) {
+  if (options.channels == 0) {
+    throw TransportError(-1, uri.to_string(), EINVAL, "connect: options.channels must be >= 1");
+  }
+  const uint64_t session = options.session_id ? options.session_id : hs::random_session_id();
+  std::vector<ChannelPtr> out;
+  out.reserve(options.channels);
+  for (uint32_t i = 0; i < options.channels; ++i) {
+    const int idx = static_cast<int>(i);
+    Fd fd = tcp::connect(uri, options, idx);
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    std::string peer = uri.to_string();
+    if (uri.scheme == "tcp" && ::getpeername(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+      peer = endpoint_text(reinterpret_cast<sockaddr*>(&ss), len);
+    }
+    const hs::Hello local = hs::local_hello(options, hs::Role::kConnector, session, i,
+                                            options.channels, advertised(uri, options));
+    const hs::Hello remote = hs::connect_exchange(fd.get(), local, options.handshake_timeout, idx, peer);
+    out.push_back(make_channel(uri, std::move(fd), options, local, remote, peer));
+  }
+  return out;
+}
+
+}  // namespace ferry::transport::tcp

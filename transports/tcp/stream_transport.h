@@ -1,0 +1,15 @@
+// The tcp and unix transports: stream sockets, the socket side of the session handshake, and
+// io_uring channels (transports/uring) on top. One code path for both address families.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "transports/transport.h"
+
+namespace ferry::transport::tcp {
+
+std::unique_ptr<Listener> listen(const Uri& uri, const Options& options);
+std::vector<ChannelPtr> connect(const Uri& uri, const Options& options);
+
+}  // namespace ferry::transport::tcp

@@ -1,0 +1,229 @@
+// The channel interface every transport implements (tcp and unix over io_uring, file, later
+// rdma). The engine opens a session of N channels with listen()/connect() and moves bytes through
+// Channel without knowing which transport carries them. Shape follows UCX's uct interface ops:
+// asynchronous sends completed through a progress call, exact-length receives, capability flags and
+// memory registration that RDMA will turn into remote placement.
+//
+// Threading: a Channel is driven by one thread at a time (send, poll_completions, wait_all, recv,
+// close, register_memory, ...); it may be handed to another thread between calls. abort() is the
+// only member that may be called from any thread at any time. Different channels of one session
+// are independent and are meant to be driven from different threads.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "transports/error.h"
+#include "transports/uri.h"
+
+namespace ferry::transport {
+
+// What a channel can do; also exchanged in the handshake.
+enum Capability : uint64_t {
+  kZeroCopySend = 1u << 0,    // sends may be carried without copying (SEND_ZC, RDMA)
+  kRemoteWrite = 1u << 1,     // write_remote() places bytes in the peer's registered memory
+  kFixedBuffers = 1u << 2,    // register_memory() pins regions for the kernel (io_uring fixed bufs)
+};
+using Capabilities = uint64_t;
+
+enum class ZeroCopy : uint8_t {
+  kAuto,    // zero-copy for large sends until the kernel reports it copied anyway (loopback)
+  kAlways,  // zero-copy for every large send, even when the kernel copies
+  kNever,
+};
+
+struct Options {
+  // connect: channels to open. listen: channels to expect (0 = take the count from the first
+  // valid handshake).
+  uint32_t channels = 1;
+  // connect: 0 = pick a random id. listen: 0 = accept the first session that arrives, otherwise
+  // refuse other ids.
+  uint64_t session_id = 0;
+
+  std::chrono::milliseconds connect_timeout{10'000};    // per channel, including retries
+  std::chrono::milliseconds handshake_timeout{5'000};   // per connection, each direction
+  std::chrono::milliseconds accept_timeout{60'000};     // a whole session on the listener
+  // Bound on a blocking recv() or wait_all() that makes no progress at all; 0 = wait forever
+  // (abort() from another thread is then the way out).
+  std::chrono::milliseconds io_timeout{0};
+
+  // Sends that may be outstanding (queued or awaiting completion); send() blocks beyond it.
+  uint32_t max_outstanding_sends = 256;
+  // iovecs queued and not yet sent (adjacent buffers count once); send() blocks beyond it.
+  uint32_t max_queued_iovecs = 8192;
+
+  ZeroCopy zero_copy = ZeroCopy::kAuto;
+  // Kernel submissions smaller than this are plain copies: pinning and the second completion
+  // cost more than copying a header.
+  size_t zero_copy_threshold = 64 * 1024;
+  // SO_SNDBUF/SO_RCVBUF for socket transports (SO_*BUFFORCE when permitted); 0 = kernel
+  // autotuning. Remote peers get large buffers to cover the bandwidth-delay product. Peers on
+  // this host (loopback, unix) get small ones: there TCP is two memory copies, and with what
+  // lies between them still in the CPU cache loopback moved 1.1-1.6x the bytes of 4 MiB
+  // buffers in bench/ferry_bench_transports (see transports/README.md).
+  int socket_buffer_bytes = 4 << 20;
+  int local_socket_buffer_bytes = 512 << 10;
+  // Receive through io_uring recvmsg even when none of the channel's sends is in flight (by
+  // default those receives block in recvmsg, which measured cheaper per byte).
+  bool uring_recv = false;
+  // Register memory as io_uring fixed buffers (pinned) in register_memory().
+  bool fixed_buffers = true;
+  // file transport: fdatasync() each file in close().
+  bool file_sync = true;
+
+  // Testing hooks: the values this end puts in its handshake.
+  uint32_t handshake_magic = 0;    // 0 = the real magic
+  uint16_t protocol_version = 0;   // 0 = the current version
+};
+
+// A region registered with a channel. key is opaque to the engine: an RDMA rkey to hand to the
+// peer; for io_uring the first fixed-buffer slot, or ~0 when the kernel would not pin it (the
+// region then still works, unpinned). Valid until deregister_memory() or the channel's
+// destruction.
+struct MemoryRegion {
+  uint32_t id = 0;  // 0 = not registered
+  void* addr = nullptr;
+  size_t length = 0;
+  uint64_t key = 0;
+};
+
+// The peer's registered memory as the engine learnt it (e.g. from a control message).
+struct RemoteRegion {
+  uint64_t addr = 0;
+  uint64_t length = 0;
+  uint64_t key = 0;
+};
+
+struct ChannelStats {
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  uint64_t sends = 0;                   // send() calls
+  uint64_t send_submissions = 0;        // kernel send operations (after batching)
+  uint64_t zero_copy_submissions = 0;
+  uint64_t zero_copy_copied = 0;        // zero-copy notifications saying the kernel copied
+  uint64_t fixed_buffer_submissions = 0;  // zero-copy sends from registered (fixed) buffers
+  uint64_t recv_submissions = 0;
+  uint64_t ring_enters = 0;             // io_uring_enter / submit calls
+};
+
+class Channel {
+ public:
+  // Called once per send(), in send order, on the thread driving the channel (from inside send,
+  // poll_completions, wait_all, recv or close) when the kernel no longer needs the send's
+  // buffers. It must not call into the channel.
+  using SendCallback = std::function<void(uint64_t cookie)>;
+
+  virtual ~Channel() = default;
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  uint32_t index() const { return index_; }
+  uint32_t count() const { return count_; }
+  uint64_t session_id() const { return session_id_; }
+  const std::string& peer() const { return peer_; }
+  Capabilities peer_capabilities() const { return peer_caps_; }
+  virtual Capabilities capabilities() const = 0;
+  virtual ChannelStats stats() const = 0;
+  // How sends are carried right now, e.g. "io_uring sendmsg (zero-copy off: kernel copied)".
+  virtual std::string send_path() const = 0;
+
+  void set_send_callback(SendCallback cb) { on_send_ = std::move(cb); }
+
+  // Gather send. The iovec array is copied; the bytes it points to stay owned by the caller and
+  // must not change until the completion for cookie is reported. May block (bounded by
+  // io_timeout) while max_outstanding_sends or max_queued_iovecs are in use. Throws
+  // TransportError; after an error the channel only accepts abort()/close()/destruction, and
+  // the buffers of sends never reported are free once close() returned or the channel is gone.
+  virtual void send(std::span<const iovec> iov, uint64_t cookie) = 0;
+  // Reports finished sends without blocking; returns how many were reported.
+  virtual size_t poll_completions() = 0;
+  // Blocks until every send so far has completed and been reported.
+  virtual void wait_all() = 0;
+  // send() + wait_all() for one buffer list.
+  void send_all(std::span<const iovec> iov);
+  void send_all(const void* data, size_t len);
+
+  // Receives exactly the total length of iov into the caller's memory (scatter, in place).
+  // End of stream before that is an error naming how many bytes of how many arrived.
+  virtual void recv(std::span<const iovec> iov) = 0;
+  void recv(void* data, size_t len);
+
+  // Orderly: waits for outstanding sends, then tells the peer no more data follows.
+  virtual void close() = 0;
+  // Immediate, from any thread: blocked and later calls fail, the peer sees the connection drop.
+  virtual void abort() noexcept = 0;
+
+  // Registers [addr, addr+len) once so sends from (and, for RDMA, placement into) it are cheap.
+  virtual MemoryRegion register_memory(void* addr, size_t len) = 0;
+  virtual void deregister_memory(const MemoryRegion& region) = 0;
+  // Remote placement (kRemoteWrite): writes local bytes at offset within the peer's region,
+  // completing through the send callback like send(). Throws ENOTSUP elsewhere.
+  virtual void write_remote(std::span<const iovec> local, const RemoteRegion& remote,
+                            uint64_t offset, uint64_t cookie);
+
+ protected:
+  struct Identity {
+    uint32_t index = 0;
+    uint32_t count = 1;
+    uint64_t session_id = 0;
+    std::string peer;
+    Capabilities peer_caps = 0;
+  };
+  explicit Channel(Identity id)
+      : index_(id.index), count_(id.count), session_id_(id.session_id),
+        peer_(std::move(id.peer)), peer_caps_(id.peer_caps) {}
+
+  SendCallback on_send_;
+
+ private:
+  uint32_t index_;
+  uint32_t count_;
+  uint64_t session_id_;
+  std::string peer_;
+  Capabilities peer_caps_;
+};
+
+using ChannelPtr = std::unique_ptr<Channel>;
+
+// Refused connections (bad magic, wrong version, garbage, silence) are closed and reported here;
+// they do not disturb the session being accepted.
+using RefusalCallback = std::function<void(const TransportError&)>;
+
+class Listener {
+ public:
+  virtual ~Listener() = default;
+  // Where peers can connect, with the port the kernel chose (e.g. "tcp:127.0.0.1:40123").
+  virtual std::string address() const = 0;
+  // Accepts the channels of one session and returns them ordered by index. Throws when
+  // accept_timeout passes first, naming the last refusal if there was one.
+  virtual std::vector<ChannelPtr> accept() = 0;
+  void on_refused(RefusalCallback cb) { on_refused_ = std::move(cb); }
+
+ protected:
+  RefusalCallback on_refused_;
+};
+
+std::unique_ptr<Listener> listen(const Uri& uri, const Options& options = {});
+std::unique_ptr<Listener> listen(std::string_view uri, const Options& options = {});
+// Opens options.channels channels of one session, ordered by index.
+std::vector<ChannelPtr> connect(const Uri& uri, const Options& options = {});
+std::vector<ChannelPtr> connect(std::string_view uri, const Options& options = {});
+
+// SPDK-style registry: a scheme maps to its factories. tcp, unix, file and rdma (a stub until the
+// RDMA transport exists) are built in; registering an existing scheme replaces it.
+struct TransportFactory {
+  std::function<std::unique_ptr<Listener>(const Uri&, const Options&)> listen;
+  std::function<std::vector<ChannelPtr>(const Uri&, const Options&)> connect;
+};
+void register_transport(const std::string& scheme, TransportFactory factory);
+
+}  // namespace ferry::transport
