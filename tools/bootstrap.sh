@@ -21,6 +21,7 @@ packages=(
   libgtest-dev libgmock-dev                  # tests
   libbenchmark-dev                           # bench/
   libcli11-dev nlohmann-json3-dev            # ferry CLI arguments, JSON statistics
+  asn1c                                      # checks the vmstate BER output against its ASN.1 module
 )
 
 log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
