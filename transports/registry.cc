@@ -5,16 +5,12 @@
 #include <mutex>
 
 #include "transports/file/file_transport.h"
+#include "transports/rdma/rdma_transport.h"
 #include "transports/tcp/stream_transport.h"
 #include "transports/transport.h"
 
 namespace ferry::transport {
 namespace {
-
-[[noreturn]] void rdma_not_built(const Uri& uri) {
-  throw TransportError(-1, uri.to_string(), ENOTSUP,
-                       "the rdma transport is not built yet (it arrives with its own issue)");
-}
 
 struct Registry {
   std::mutex mu;
@@ -24,9 +20,7 @@ struct Registry {
     table["tcp"] = TransportFactory{tcp::listen, tcp::connect};
     table["unix"] = TransportFactory{tcp::listen, tcp::connect};
     table["file"] = TransportFactory{file::listen, file::connect};
-    table["rdma"] = TransportFactory{
-        [](const Uri& u, const Options&) -> std::unique_ptr<Listener> { rdma_not_built(u); },
-        [](const Uri& u, const Options&) -> std::vector<ChannelPtr> { rdma_not_built(u); }};
+    table["rdma"] = TransportFactory{rdma::listen, rdma::connect};
   }
 
   TransportFactory find(const Uri& uri) {

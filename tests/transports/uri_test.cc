@@ -106,13 +106,15 @@ TEST_P(UriBad, IsRefusedWithAReason) {
 
 INSTANTIATE_TEST_SUITE_P(Table, UriBad, ::testing::ValuesIn(kBad));
 
-TEST(Registry, RdmaParsesButIsNotBuiltYet) {
+TEST(Registry, RdmaOnLoopbackIsAClearError) {
+  // Without an RDMA device: "no RDMA device: create a soft-RoCE device ..."; with one (inside
+  // tools/rxe/run-in-vm), lo carries no RDMA device for rdma_cm.
   try {
     connect("rdma:127.0.0.1:4791");
     FAIL() << "rdma connected";
   } catch (const TransportError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("not built yet"));
     EXPECT_THAT(e.what(), HasSubstr("rdma:127.0.0.1:4791"));
+    EXPECT_THAT(e.what(), ::testing::AnyOf(HasSubstr("rdma link add"), HasSubstr("rdma_")));
   }
   EXPECT_THROW(listen("rdma:[::1]:4791"), TransportError);
 }
