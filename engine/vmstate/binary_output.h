@@ -6,7 +6,7 @@
 //
 // A standalone section (save_section) is a one-section QEMU stream: "QEVM", be32 3, then
 // SECTION_FULL (0x04, be32 section id, u8 len + name, be32 instance id, be32 version), the body,
-// SECTION_FOOTER (0x7e, be32 section id) and EOF (0x10). Appends to the caller's vector.
+// SECTION_FOOTER (0x7e, be32 section id) and EOF (0x00). Appends to the caller's vector.
 #pragma once
 
 #include <cstdint>

@@ -68,7 +68,7 @@ Bytes dev_section(uint32_t section_id, uint32_t instance_id, uint32_t version, c
   b.insert(b.end(), body.begin(), body.end());
   b.push_back(0x7e);  // QEMU_VM_SECTION_FOOTER
   be32(section_id);
-  b.push_back(0x10);  // QEMU_VM_EOF
+  b.push_back(0x00);  // QEMU_VM_EOF (migration/savevm.h)
   return b;
 }
 
