@@ -24,6 +24,9 @@ packages=(
   asn1c                                      # checks the vmstate BER output against its ASN.1 module
   qemu-system-x86 busybox-static kmod cpio zstd  # tools/rxe/run-in-vm: soft-RoCE VM for rdma tests
   rdma-core ibverbs-utils perftest           # rdma link / ibv_devices / ib_write_bw inside that VM
+  clang libclang-rt-14-dev                   # fuzz targets (tools/fuzz.sh); libFuzzer and the
+                                             # ASan/UBSan runtimes are in libclang-rt-14-dev, only
+                                             # a Recommends of clang on Debian 12
 )
 
 log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
@@ -79,6 +82,9 @@ case "${1:-}" in
     build build/asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 -DFERRY_SANITIZE=ON -DFERRY_BUILD_BENCH=OFF
     ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
       run_tests build/asan -LE rxe || status=1  # the soft-RoCE VM tests ran once above: enough
+    # libFuzzer targets (tests/fuzz): clang build in build/fuzz, each target run for a bounded
+    # time (tools/fuzz.sh: 30 s each, 10 s when CI=true; FUZZ_SECONDS overrides, 0 = build only).
+    tools/fuzz.sh ${FUZZ_SECONDS:+"$FUZZ_SECONDS"} || status=1
     if [ $status -ne 0 ]; then log "FAILED (see above)"; else log "all test runs passed"; fi
     exit $status ;;
   *)
