@@ -1,0 +1,91 @@
+// One receiver thread per channel on the destination: reads a header, checks it, reads the
+// records, checks every one against the destination's blocks, then reads all payloads of the
+// packet with one scatter receive (NORMAL pages straight into destination RAM, encoded ones
+// into a scratch area) and applies ZERO runs, XBZRLE deltas and LZ4 pages in place.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/migration.h"
+#include "engine/ram/dirty_bitmap.h"
+#include "engine/ram/wire_format.h"
+
+namespace ferry::ram {
+
+// The per-iteration barrier: a receiver that read SYNC(n) waits here until every receiver has,
+// so no packet of iteration n+1 is applied while another channel may still hold iteration n
+// copies of the same page.
+class SyncBarrier {
+ public:
+  enum class Result { kContinue, kFinal, kStopped };
+  SyncBarrier(uint32_t parties, const std::atomic<bool>* stop) : parties_(parties), stop_(stop) {}
+  // Throws MigrationError when the channels disagree about whether this SYNC is the last.
+  Result arrive(uint32_t channel, uint64_t packet, uint32_t iteration, bool final_pass);
+  void wake();
+
+ private:
+  const uint32_t parties_;
+  const std::atomic<bool>* stop_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint32_t arrived_ = 0;
+  uint32_t finals_ = 0;
+  uint64_t generation_ = 0;
+  bool last_final_ = false;
+  bool last_mixed_ = false;
+};
+
+struct ReceiverCounters {
+  PageCounts pages;
+  uint64_t wire_bytes = 0;
+  uint64_t zero_pages_skipped = 0;
+  uint32_t iterations = 0;
+};
+
+class PageReceiver {
+ public:
+  PageReceiver(uint32_t index, transport::Channel& channel, const wire::DataLimits& limits,
+               SyncBarrier& barrier, uint64_t first_packet,
+               std::function<void(const std::string&)> on_error,
+               std::vector<DirtyBitmap>* written = nullptr);
+  ~PageReceiver();
+  void start();
+  void join();
+  // After join().
+  const ReceiverCounters& counters() const { return counters_; }
+  uint64_t next_packet() const { return packet_; }
+  bool finished() const { return finished_; }
+
+ private:
+  void thread_main();
+  void handle_data(const wire::Header& h);
+
+  const uint32_t index_;
+  transport::Channel& ch_;
+  wire::DataLimits lim_;
+  SyncBarrier& barrier_;
+  uint64_t packet_;
+  std::function<void(const std::string&)> on_error_;
+  // Per block, for known_zero blocks (others have size 0): pages written since run() began.
+  std::vector<DirtyBitmap>* written_;
+  uint32_t iteration_ = 0;
+  bool finished_ = false;
+  ReceiverCounters counters_;
+  std::unique_ptr<uint8_t[]> records_;
+  std::unique_ptr<wire::Record[]> recs_;
+  std::unique_ptr<uint8_t[]> scratch_;
+  std::vector<iovec> iov_;
+  std::thread thread_;
+};
+
+}  // namespace ferry::ram

@@ -1,0 +1,358 @@
+#include "engine/ram/page_sender.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "codecs/lz4_page.h"
+#include "codecs/xbzrle.h"
+#include "codecs/zero_page.h"
+
+namespace ferry::ram {
+namespace {
+// Work items queued per sender: enough for the scanner to run ahead of a busy sender.
+constexpr size_t kQueueDepth = 8;
+// Packets a sender may have in flight; their buffers are recycled on send completion.
+constexpr size_t kBuffersPlain = 32;   // header + records only: small
+constexpr size_t kBuffersCodecs = 8;   // plus an owned payload area each
+// Bytes of guest payload per packet: keeps the u32 payload field and one readv sane.
+constexpr uint64_t kMaxPacketPayload = 64u << 20;
+}  // namespace
+
+PageSender::PageSender(uint32_t index, transport::Channel& channel, const SenderShared& shared,
+                       uint64_t first_packet)
+    : index_(index),
+      ch_(channel),
+      shared_(shared),
+      packet_(first_packet),
+      max_records_(shared.config->batch_pages),
+      ring_(kQueueDepth) {
+  const MigrationConfig& cfg = *shared_.config;
+  for (auto& item : ring_) item.pages = std::make_unique<uint32_t[]>(max_records_);
+  const bool codecs = cfg.xbzrle || cfg.lz4;
+  bufs_.resize(codecs ? kBuffersCodecs : kBuffersPlain);
+  for (auto& b : bufs_) {
+    b.head = std::make_unique<uint8_t[]>(wire::kHeaderSize + wire::kRecordSize * max_records_);
+    if (codecs) b.owned = std::make_unique<uint8_t[]>(shared_.owned_payload_cap);
+    b.iov.reserve(max_records_ + 1);
+  }
+  size_t max_page = 0;
+  uint64_t total = 0;
+  for (const auto& b : *shared_.blocks) {
+    max_page = std::max(max_page, b.page_size);
+    total += b.size;
+  }
+  if (codecs) scratch_ = std::make_unique<uint8_t[]>(max_page);
+  if (cfg.xbzrle) {
+    // The budget is split across senders, then across blocks by size.
+    caches_.resize(shared_.blocks->size());
+    const double per_sender = static_cast<double>(cfg.xbzrle_cache_bytes) / shared_.channels;
+    for (size_t i = 0; i < caches_.size(); ++i) {
+      const RamBlock& b = (*shared_.blocks)[i];
+      // Never more than the block itself: a small guest must not allocate the default 256 MiB.
+      const auto budget = std::min<size_t>(
+          b.size, static_cast<size_t>(per_sender * static_cast<double>(b.size) /
+                                      static_cast<double>(std::max<uint64_t>(total, 1))));
+      if (budget >= b.page_size) caches_[i].emplace(budget, b.page_size);
+    }
+  }
+  if (cfg.bandwidth_limit_bytes_per_s > 0) {
+    rate_ = static_cast<double>(cfg.bandwidth_limit_bytes_per_s) / shared_.channels;
+  }
+}
+
+PageSender::~PageSender() { join(); }
+
+void PageSender::start() {
+  // Completions arrive on this sender's thread (inside send/poll/wait_all), in send order.
+  ch_.set_send_callback([this](uint64_t cookie) {
+    if (cookie < bufs_.size()) bufs_[cookie].busy = false;
+  });
+  pace_start_ = std::chrono::steady_clock::now();
+  thread_ = std::thread([this] { thread_main(); });
+}
+
+void PageSender::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+WorkItem* PageSender::acquire() {
+  std::unique_lock lock(mu_);
+  cv_space_.wait(lock, [&] {
+    return tail_ - head_ < ring_.size() || exited_ || shared_.stop->load();
+  });
+  if (exited_ || shared_.stop->load()) return nullptr;
+  return &ring_[tail_ % ring_.size()];
+}
+
+void PageSender::publish() {
+  {
+    std::lock_guard lock(mu_);
+    ++tail_;
+  }
+  cv_items_.notify_one();
+}
+
+WorkItem* PageSender::next_item() {
+  std::unique_lock lock(mu_);
+  cv_items_.wait(lock, [&] { return head_ < tail_ || shared_.stop->load(); });
+  if (shared_.stop->load()) return nullptr;
+  return &ring_[head_ % ring_.size()];
+}
+
+void PageSender::release_item() {
+  {
+    std::lock_guard lock(mu_);
+    ++head_;
+  }
+  cv_space_.notify_one();
+}
+
+bool PageSender::wait_synced(uint32_t iteration) {
+  std::unique_lock lock(mu_);
+  cv_synced_.wait(lock, [&] { return synced_ > iteration || exited_ || shared_.stop->load(); });
+  return synced_ > iteration;
+}
+
+void PageSender::wake() {
+  std::lock_guard lock(mu_);
+  cv_items_.notify_all();
+  cv_space_.notify_all();
+  cv_synced_.notify_all();
+}
+
+SenderCounters PageSender::counters() const {
+  std::lock_guard lock(mu_);
+  return counters_;
+}
+
+void PageSender::thread_main() {
+  try {
+    for (;;) {
+      WorkItem* item = next_item();
+      if (!item) break;
+      if (item->kind == WorkItem::Kind::kBatch) {
+        generation_ = item->iteration;
+        final_pass_ = item->final_pass;
+        process_batch(*item);
+        release_item();
+      } else {
+        const bool fin = item->final_pass;
+        send_sync(item->iteration, fin);
+        release_item();
+        if (fin) break;
+      }
+    }
+  } catch (const transport::TransportError& e) {
+    shared_.on_error(e.what());
+  } catch (const std::exception& e) {
+    shared_.on_error("sender " + std::to_string(index_) + ": " + e.what());
+  }
+  std::lock_guard lock(mu_);
+  exited_ = true;
+  cv_synced_.notify_all();
+  cv_space_.notify_all();
+}
+
+void PageSender::begin_packet(uint32_t block) {
+  PacketBuf& b = bufs_[next_buf_];
+  if (b.busy) {
+    ch_.poll_completions();
+    // Completions come in send order, so once this (the oldest) is free the ring moves on.
+    if (b.busy) ch_.wait_all();
+  }
+  next_buf_ = (next_buf_ + 1) % bufs_.size();
+  cur_ = &b;
+  cur_block_ = block;
+  nrec_ = 0;
+  cur_pages_ = 0;
+  cur_payload_ = 0;
+  owned_used_ = 0;
+  b.iov.resize(1);
+}
+
+void PageSender::add_record(uint32_t page, uint32_t length, PageKind kind) {
+  last_ = wire::Record{page, length, kind};
+  wire::encode_record(last_, cur_->head.get() + wire::kHeaderSize + nrec_ * wire::kRecordSize);
+  ++nrec_;
+  ++cur_pages_;
+}
+
+void PageSender::add_payload(const uint8_t* p, size_t len) {
+  cur_payload_ += len;
+  if (len == 0) return;
+  auto& iov = cur_->iov;
+  if (iov.size() > 1) {
+    iovec& last = iov.back();
+    if (static_cast<const uint8_t*>(last.iov_base) + last.iov_len == p) {
+      last.iov_len += len;
+      return;
+    }
+  }
+  iov.push_back(iovec{const_cast<uint8_t*>(p), len});
+}
+
+void PageSender::flush_packet() {
+  if (!cur_ || nrec_ == 0) return;
+  wire::Header h;
+  h.type = wire::PacketType::kData;
+  h.packet = packet_++;
+  h.block = cur_block_;
+  h.records = nrec_;
+  h.pages = cur_pages_;
+  h.payload = static_cast<uint32_t>(cur_payload_);
+  const size_t rec_bytes = nrec_ * wire::kRecordSize;
+  h.body_checksum = wire::checksum32(cur_->head.get() + wire::kHeaderSize, rec_bytes);
+  wire::encode_header(h, cur_->head.get());
+  cur_->iov[0] = iovec{cur_->head.get(), wire::kHeaderSize + rec_bytes};
+  cur_->busy = true;
+  const uint64_t cookie = static_cast<uint64_t>(cur_ - bufs_.data());
+  const uint64_t bytes = wire::kHeaderSize + rec_bytes + cur_payload_;
+  const uint32_t pages = cur_pages_;
+  cur_ = nullptr;
+  nrec_ = 0;
+  ch_.send(bufs_[cookie].iov, cookie);
+  local_.wire_bytes += bytes;
+  shared_.wire_bytes->fetch_add(bytes, std::memory_order_relaxed);
+  shared_.pages_sent->fetch_add(pages, std::memory_order_relaxed);
+  pace(bytes);
+}
+
+void PageSender::pace(size_t bytes) {
+  // The final pass runs unthrottled: the guest is stopped, every millisecond is downtime.
+  if (rate_ <= 0 || final_pass_) return;
+  pace_bytes_ += bytes;
+  const auto due = pace_start_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                     std::chrono::duration<double>(pace_bytes_ / rate_));
+  if (std::chrono::steady_clock::now() >= due) return;
+  std::unique_lock lock(*shared_.stop_mu);
+  shared_.stop_cv->wait_until(lock, due, [&] { return shared_.stop->load(); });
+}
+
+void PageSender::process_batch(const WorkItem& item) {
+  const MigrationConfig& cfg = *shared_.config;
+  const RamBlock& blk = (*shared_.blocks)[item.block];
+  const size_t ps = blk.page_size;
+  const auto* base = static_cast<const uint8_t*>(blk.host);
+  xbzrle::PageCache* cache =
+      cfg.xbzrle && caches_[item.block] ? &*caches_[item.block] : nullptr;
+  const bool codec = cache || cfg.lz4;
+  const size_t xbzrle_cap =
+      std::min(ps, static_cast<size_t>(cfg.xbzrle_max_ratio * static_cast<double>(ps)));
+
+  begin_packet(item.block);
+  for (uint32_t i = 0; i < item.count; ++i) {
+    if (shared_.stop->load(std::memory_order_relaxed)) return;
+    const uint32_t page = item.pages[i];
+    const uint8_t* p = base + static_cast<size_t>(page) * ps;
+    const uint64_t addr = static_cast<uint64_t>(page) * ps;
+
+    if (cfg.zero_pages && is_zero_page(p, ps)) {
+      // The destination page becomes zero: so must our idea of it, or the next delta would
+      // be computed against stale bytes.
+      if (cache) {
+        if (uint8_t* slot = cache->slot_data(addr)) std::memset(slot, 0, ps);
+      }
+      ++local_.pages.zero;
+      if (nrec_ > 0 && last_.kind == PageKind::kZero && last_.page + last_.length == page) {
+        // Extend the run: a 1 GiB hole is a handful of records, not 262144.
+        ++last_.length;
+        ++cur_pages_;
+        wire::encode_record(last_,
+                            cur_->head.get() + wire::kHeaderSize + (nrec_ - 1) * wire::kRecordSize);
+        continue;
+      }
+      if (nrec_ == max_records_) {
+        flush_packet();
+        begin_packet(item.block);
+      }
+      add_record(page, 1, PageKind::kZero);
+      continue;
+    }
+
+    if (nrec_ == max_records_ || cur_payload_ + ps > kMaxPacketPayload ||
+        (codec && shared_.owned_payload_cap - owned_used_ < ps)) {
+      flush_packet();
+      begin_packet(item.block);
+    }
+    if (!codec) {
+      // Zero copy: the iovec points into guest RAM. A write racing with the send sends newer
+      // bytes, and that write marked the page dirty, so it is sent again anyway.
+      add_record(page, static_cast<uint32_t>(ps), PageKind::kNormal);
+      add_payload(p, ps);
+      ++local_.pages.normal;
+      continue;
+    }
+
+    // A stable copy: the delta, the cache update and what we send must all be the same bytes.
+    uint8_t* scratch = scratch_.get();
+    std::memcpy(scratch, p, ps);
+    uint8_t* out = cur_->owned.get() + owned_used_;
+    if (cache) {
+      if (const uint8_t* old = cache->lookup(addr, generation_)) {
+        ++local_.xbzrle_hits;
+        const long n = xbzrle::encode(old, scratch, ps, out, xbzrle_cap);
+        std::memcpy(cache->slot_data(addr), scratch, ps);
+        if (n >= 0) {
+          add_record(page, static_cast<uint32_t>(n), PageKind::kXbzrle);
+          add_payload(out, static_cast<size_t>(n));
+          owned_used_ += static_cast<size_t>(n);
+          ++local_.pages.xbzrle;
+          local_.xbzrle_bytes += static_cast<uint64_t>(n);
+          continue;
+        }
+        ++local_.xbzrle_overflows;
+      } else {
+        ++local_.xbzrle_misses;
+        cache->insert(addr, scratch, generation_);
+      }
+    }
+    if (cfg.lz4) {
+      const size_t n = lz4::compress(scratch, ps, out, ps, cfg.lz4_acceleration);
+      if (n > 0) {
+        add_record(page, static_cast<uint32_t>(n), PageKind::kLz4);
+        add_payload(out, n);
+        owned_used_ += n;
+        ++local_.pages.lz4;
+        continue;
+      }
+    }
+    add_record(page, static_cast<uint32_t>(ps), PageKind::kNormal);
+    ++local_.pages.normal;
+    if (cache) {
+      // The cache now holds these exact bytes; guest RAM may already differ (QEMU sends its
+      // cache copy for the same reason), and the cache slot may be reused before the send
+      // completes, so they go out from the packet's own buffer.
+      std::memcpy(out, scratch, ps);
+      add_payload(out, ps);
+      owned_used_ += ps;
+    } else {
+      add_payload(p, ps);
+    }
+  }
+  flush_packet();
+}
+
+void PageSender::send_sync(uint32_t iteration, bool final_pass) {
+  wire::Header h;
+  h.type = wire::PacketType::kSync;
+  h.flags = final_pass ? wire::kFlagFinal : 0;
+  h.packet = packet_++;
+  h.pages = iteration;
+  uint8_t head[wire::kHeaderSize];
+  wire::encode_header(h, head);
+  const iovec v{head, sizeof head};
+  ch_.send(std::span<const iovec>(&v, 1), UINT64_MAX);
+  // Everything of this iteration has left: the scanner's bandwidth figure is real, and the
+  // stack buffer above is free again.
+  ch_.wait_all();
+  local_.wire_bytes += wire::kHeaderSize;
+  shared_.wire_bytes->fetch_add(wire::kHeaderSize, std::memory_order_relaxed);
+  pace_start_ = std::chrono::steady_clock::now();
+  pace_bytes_ = 0;
+  std::lock_guard lock(mu_);
+  counters_ = local_;
+  ++synced_;
+  cv_synced_.notify_all();
+}
+
+}  // namespace ferry::ram

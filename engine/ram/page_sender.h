@@ -1,0 +1,152 @@
+// One sender thread per channel on the source. The scanner hands it batches of dirty page
+// indices of one block; it classifies each page (ZERO run / XBZRLE / LZ4 / NORMAL), builds
+// DATA packets in preallocated buffers and sends them asynchronously, recycling a buffer when
+// the channel reports its send complete. Pages are partitioned to senders by a fixed function
+// of their index, so each sender's XBZRLE cache is private (no locks) and every copy of a page
+// travels on the same channel, in order.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "codecs/xbzrle_cache.h"
+#include "engine/migration.h"
+#include "engine/ram/wire_format.h"
+
+namespace ferry::ram {
+
+// What the senders share with the source, owned by it.
+struct SenderShared {
+  const std::vector<RamBlock>* blocks = nullptr;
+  const MigrationConfig* config = nullptr;
+  uint32_t channels = 1;
+  size_t owned_payload_cap = 0;
+  std::atomic<bool>* stop = nullptr;               // error or cancel: give up now
+  std::function<void(const std::string&)> on_error;  // first error wins; aborts the channels
+  // Live progress (relaxed; summed over senders).
+  std::atomic<uint64_t>* wire_bytes = nullptr;
+  std::atomic<uint64_t>* pages_sent = nullptr;
+  // Pacing sleeps wait here so cancel() can cut them short.
+  std::mutex* stop_mu = nullptr;
+  std::condition_variable* stop_cv = nullptr;
+};
+
+struct WorkItem {
+  enum class Kind : uint8_t { kBatch, kSync };
+  Kind kind = Kind::kBatch;
+  bool final_pass = false;
+  uint32_t block = 0;
+  uint32_t count = 0;
+  uint32_t iteration = 0;
+  std::unique_ptr<uint32_t[]> pages;  // batch_pages entries, allocated once
+};
+
+// Counters one sender keeps; read by the scanner after wait_synced() (the queue's mutex orders
+// them), so plain integers.
+struct SenderCounters {
+  PageCounts pages;
+  uint64_t wire_bytes = 0;
+  uint64_t xbzrle_hits = 0;
+  uint64_t xbzrle_misses = 0;
+  uint64_t xbzrle_overflows = 0;
+  uint64_t xbzrle_bytes = 0;
+};
+
+class PageSender {
+ public:
+  // Packet numbers on the channel continue from first_packet (channel 0 carried HELLO).
+  PageSender(uint32_t index, transport::Channel& channel, const SenderShared& shared,
+             uint64_t first_packet);
+  ~PageSender();
+  PageSender(const PageSender&) = delete;
+  PageSender& operator=(const PageSender&) = delete;
+
+  void start();
+  void join();
+
+  // Scanner side. acquire() blocks for a free slot; nullptr once stopping.
+  WorkItem* acquire();
+  void publish();  // the item from the last acquire()
+  // Blocks until SYNC(iteration) was sent and completed, the thread ended, or stopping. Returns
+  // true only in the first case.
+  bool wait_synced(uint32_t iteration);
+  // Wakes waits on both sides (after *stop was set).
+  void wake();
+
+  SenderCounters counters() const;
+  uint64_t next_packet() const { return packet_; }  // after join()
+
+ private:
+  struct PacketBuf {
+    std::unique_ptr<uint8_t[]> head;   // header + records
+    std::unique_ptr<uint8_t[]> owned;  // encoded / copied payloads (codecs on only)
+    std::vector<iovec> iov;
+    bool busy = false;
+  };
+
+  void thread_main();
+  WorkItem* next_item();
+  void release_item();
+  void process_batch(const WorkItem& item);
+  void send_sync(uint32_t iteration, bool final_pass);
+
+  void begin_packet(uint32_t block);
+  void flush_packet();
+  void add_record(uint32_t page, uint32_t length, PageKind kind);
+  void add_payload(const uint8_t* p, size_t len);
+  void pace(size_t bytes);
+
+  const uint32_t index_;
+  transport::Channel& ch_;
+  SenderShared shared_;
+  uint64_t packet_;
+  const size_t max_records_;
+
+  // Queue of work items (ring), scanner -> sender.
+  mutable std::mutex mu_;
+  std::condition_variable cv_items_;
+  std::condition_variable cv_space_;
+  std::condition_variable cv_synced_;
+  std::vector<WorkItem> ring_;
+  uint64_t head_ = 0;  // next to process
+  uint64_t tail_ = 0;  // next to fill
+  uint64_t synced_ = 0;  // SYNCs completed
+  bool exited_ = false;
+  SenderCounters counters_;  // published under mu_ at each SYNC
+  SenderCounters local_;     // the thread's running copy
+
+  // Packet building (sender thread only).
+  std::vector<PacketBuf> bufs_;
+  size_t next_buf_ = 0;
+  PacketBuf* cur_ = nullptr;
+  uint32_t cur_block_ = 0;
+  uint32_t nrec_ = 0;
+  uint32_t cur_pages_ = 0;
+  uint64_t cur_payload_ = 0;
+  size_t owned_used_ = 0;
+  wire::Record last_;
+  std::unique_ptr<uint8_t[]> scratch_;  // a stable copy of the page being encoded
+  std::vector<std::optional<xbzrle::PageCache>> caches_;  // per block, when XBZRLE is on
+  uint32_t generation_ = 0;
+  bool final_pass_ = false;
+
+  // Pacing (bandwidth_limit / channels).
+  double rate_ = 0;
+  std::chrono::steady_clock::time_point pace_start_;
+  uint64_t pace_bytes_ = 0;
+
+  std::thread thread_;
+};
+
+}  // namespace ferry::ram
