@@ -72,8 +72,9 @@ case "${1:-}" in
   demo)
     install_deps
     build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
-    # Until the engine lands, the main job is the codec benchmark summary.
-    python3 bench/summary --build build/release ;;
+    # The main job: live-migrate a 2 GiB image that a writer keeps dirtying, from this process
+    # to a forked destination over loopback TCP, and verify it arrived identical.
+    build/release/tools/ferry demo ;;
   test)
     install_deps
     build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo

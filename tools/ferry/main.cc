@@ -9,6 +9,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   std::vector<std::pair<CLI::App*, ferry::cli::Runner>> commands;
+  commands.push_back(ferry::cli::add_demo_command(app));
+  commands.push_back(ferry::cli::add_send_command(app));
+  commands.push_back(ferry::cli::add_recv_command(app));
   commands.push_back(ferry::cli::add_dump_command(app));
 
   try {

@@ -1,0 +1,315 @@
+// `ferry demo`, `ferry send --connect URI` and `ferry recv --listen URI`: a live migration of a
+// synthetic guest memory image that a writer thread keeps dirtying.
+//
+//   recv: allocates an empty image, accepts one session, runs MigrationDestination, checks
+//         that the engine's per-block hashes matched and prints its image hash.
+//   send: builds the image from --seed/--size, starts the writer and kernel dirty tracking,
+//         connects and runs MigrationSource; prints the summary and the image hash at
+//         switchover (writer stopped).
+//   demo: both on one host: the parent listens, forks the destination (before it creates any
+//         thread, ring or userfaultfd), then sends to it; the child's image hash comes back
+//         over a pipe and must equal the source's.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "tools/ferry/cli_util.h"
+#include "tools/ferry/commands.h"
+#include "tools/ferry/image.h"
+#include "tools/ferry/migrate_options.h"
+#include "tools/ferry/session.h"
+
+namespace ferry::cli {
+namespace {
+
+constexpr double kMiB = 1024.0 * 1024.0;
+
+// What the demo's destination child reports to the parent over the pipe.
+struct ChildReport {
+  uint32_t ok = 0;
+  uint32_t verified = 0;
+  uint64_t hash = 0;
+  uint64_t normal = 0, zero = 0, xbzrle = 0, lz4 = 0, zero_skipped = 0, wire_bytes = 0;
+  uint32_t iterations = 0;
+  double seconds = 0;
+  char error[1024] = {};
+};
+
+void print_destination(std::ostream& out, const DestinationStats& d) {
+  char buf[300];
+  std::snprintf(buf, sizeof buf,
+                "destination:   %.1f MiB received in %.3f s over %u iteration(s); pages normal "
+                "%llu, zero %llu (%llu already zero, not written), xbzrle %llu, lz4 %llu\n",
+                static_cast<double>(d.wire_bytes) / kMiB, d.seconds, d.iterations,
+                static_cast<unsigned long long>(d.pages.normal),
+                static_cast<unsigned long long>(d.pages.zero),
+                static_cast<unsigned long long>(d.zero_pages_skipped),
+                static_cast<unsigned long long>(d.pages.xbzrle),
+                static_cast<unsigned long long>(d.pages.lz4));
+  out << buf;
+}
+
+bool write_all(int fd, const void* p, size_t n) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  while (n > 0) {
+    ssize_t r = ::write(fd, b, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    b += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+size_t read_all(int fd, void* p, size_t n) {
+  auto* b = static_cast<uint8_t*>(p);
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::read(fd, b + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += static_cast<size_t>(r);
+  }
+  return got;
+}
+
+// Waits for the child, killing it if it does not end within `grace`.
+int reap(pid_t pid, std::chrono::milliseconds grace) {
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  int status = 0;
+  for (;;) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0 && errno != EINTR) return -1;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+int run_demo(MigrateOptions o) {
+  const std::string prog = "ferry demo";
+  if (std::string err = o.resolve(); !err.empty()) {
+    std::cerr << prog << ": " << err << "\n";
+    return kExitUsage;
+  }
+  std::unique_ptr<transport::Listener> listener;
+  try {
+    listener = transport::listen(o.uri, o.transport_options(o.channels));
+  } catch (const std::exception& e) {
+    std::cerr << prog << ": cannot listen on " << o.uri << ": " << e.what() << "\n";
+    return kExitFailure;
+  }
+  int pfd[2];
+  if (::pipe2(pfd, O_CLOEXEC) != 0) {
+    std::cerr << prog << ": pipe: " << std::strerror(errno) << "\n";
+    return kExitFailure;
+  }
+  std::cout.flush();
+  std::cerr.flush();
+  const pid_t parent = ::getpid();
+  // Fork while this process is still single-threaded and owns no ring or userfaultfd: the
+  // child only inherits the listening socket.
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    std::cerr << prog << ": fork: " << std::strerror(errno) << "\n";
+    return kExitFailure;
+  }
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(kExitFailure);
+    ::signal(SIGINT, SIG_IGN);  // the parent cancels; the child then sees the session end
+    ::close(pfd[0]);
+    RecvOutcome r = receive_image(o, *listener);
+    ChildReport rep;
+    rep.ok = r.ok;
+    rep.verified = r.stats.verified;
+    rep.hash = r.hash;
+    rep.normal = r.stats.pages.normal;
+    rep.zero = r.stats.pages.zero;
+    rep.xbzrle = r.stats.pages.xbzrle;
+    rep.lz4 = r.stats.pages.lz4;
+    rep.zero_skipped = r.stats.zero_pages_skipped;
+    rep.wire_bytes = r.stats.wire_bytes;
+    rep.iterations = r.stats.iterations;
+    rep.seconds = r.stats.seconds;
+    std::snprintf(rep.error, sizeof rep.error, "%s", r.error.c_str());
+    write_all(pfd[1], &rep, sizeof rep);
+    ::_exit(r.ok ? kExitOk : kExitFailure);
+  }
+  ::close(pfd[1]);
+  if (!o.quiet) {
+    std::cout << "destination: process " << pid << " listening on " << listener->address() << "\n";
+  }
+  SendOutcome s = send_image(o, listener->address(), std::cout);
+  if (!s.ok) ::kill(pid, SIGTERM);
+
+  ChildReport rep;
+  const size_t got = read_all(pfd[0], &rep, sizeof rep);
+  ::close(pfd[0]);
+  const int status = reap(pid, std::chrono::seconds(10));
+  const bool child_ok = got == sizeof rep && rep.ok && WIFEXITED(status) &&
+                        WEXITSTATUS(status) == 0;
+
+  if (!s.ok) {
+    std::cerr << prog << ": migration failed: " << s.error << "\n";
+    if (got == sizeof rep && !rep.ok && rep.error[0] != '\0') {
+      std::cerr << prog << ": destination: " << rep.error << "\n";
+    }
+    write_outputs(o, s, std::cout, prog);
+    return kExitFailure;
+  }
+  bool ok = write_outputs(o, s, std::cout, prog);
+  if (!child_ok) {
+    std::cerr << prog << ": destination failed: "
+              << (got == sizeof rep ? std::string(rep.error)
+                                    : "process ended without a report (status " +
+                                          std::to_string(status) + ")")
+              << "\n";
+    return kExitFailure;
+  }
+  if (!o.quiet) {
+    DestinationStats d;
+    d.pages.normal = rep.normal;
+    d.pages.zero = rep.zero;
+    d.pages.xbzrle = rep.xbzrle;
+    d.pages.lz4 = rep.lz4;
+    d.zero_pages_skipped = rep.zero_skipped;
+    d.wire_bytes = rep.wire_bytes;
+    d.iterations = rep.iterations;
+    d.seconds = rep.seconds;
+    print_destination(std::cout, d);
+  }
+  if (rep.hash != s.source_hash) {
+    std::cout << "verification FAILED: source image hash " << hash_hex(s.source_hash)
+              << " at switchover, destination image hash " << hash_hex(rep.hash) << "\n";
+    return kExitFailure;
+  }
+  if (!s.stats.verified || !rep.verified) {
+    std::cout << "verification FAILED: image hashes match (" << hash_hex(rep.hash)
+              << ") but the engine's per-block check did not pass (source "
+              << (s.stats.verified ? "yes" : "no") << ", destination "
+              << (rep.verified ? "yes" : "no") << ")\n";
+    return kExitFailure;
+  }
+  std::cout << "verified: destination identical (hash " << hash_hex(rep.hash)
+            << ", engine per-block check passed)\n";
+  return ok ? kExitOk : kExitFailure;
+}
+
+int run_send(MigrateOptions o) {
+  const std::string prog = "ferry send";
+  if (std::string err = o.resolve(); !err.empty()) {
+    std::cerr << prog << ": " << err << "\n";
+    return kExitUsage;
+  }
+  SendOutcome s = send_image(o, o.uri, std::cout);
+  if (!s.ok) {
+    std::cerr << prog << ": " << s.error << "\n";
+    write_outputs(o, s, std::cout, prog);
+    return kExitFailure;
+  }
+  bool ok = write_outputs(o, s, std::cout, prog);
+  if (!s.stats.verified) {
+    std::cout << "verification FAILED: the destination's per-block hashes did not match "
+                 "(source image hash "
+              << hash_hex(s.source_hash) << ")\n";
+    return kExitFailure;
+  }
+  std::cout << "verified: destination confirmed identical blocks (source image hash "
+            << hash_hex(s.source_hash) << " at switchover)\n";
+  return ok ? kExitOk : kExitFailure;
+}
+
+int run_recv(MigrateOptions o, uint32_t channels) {
+  const std::string prog = "ferry recv";
+  if (std::string err = o.resolve(); !err.empty()) {
+    std::cerr << prog << ": " << err << "\n";
+    return kExitUsage;
+  }
+  std::unique_ptr<transport::Listener> listener;
+  try {
+    listener = transport::listen(o.uri, o.transport_options(channels));
+  } catch (const std::exception& e) {
+    std::cerr << prog << ": cannot listen on " << o.uri << ": " << e.what() << "\n";
+    return kExitFailure;
+  }
+  // One line, first, always: scripts read the address (and the port the kernel chose) here.
+  std::cout << "listening on " << listener->address() << std::endl;
+  RecvOutcome r = receive_image(o, *listener);
+  if (!r.ok) {
+    std::cerr << prog << ": " << r.error << "\n";
+    return kExitFailure;
+  }
+  if (!o.quiet) print_destination(std::cout, r.stats);
+  if (!r.stats.verified) {
+    std::cout << "verification FAILED: the engine's per-block hashes were not confirmed "
+                 "(destination image hash "
+              << hash_hex(r.hash) << ")\n";
+    return kExitFailure;
+  }
+  std::cout << "verified: destination identical to the source's blocks (image hash "
+            << hash_hex(r.hash) << ")\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+std::pair<CLI::App*, Runner> add_demo_command(CLI::App& app) {
+  auto o = std::make_shared<MigrateOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "demo",
+      "Live-migrate a synthetic guest memory image (default 2 GiB) that a writer keeps "
+      "dirtying, from this process to a forked destination over loopback, and verify it");
+  add_migrate_options(sub, *o, kImageOptions | kSourceOptions | kOutputOptions);
+  sub->add_option("--uri", o->uri, "where the destination listens (tcp:HOST:PORT, unix:/path)")
+      ->capture_default_str();
+  return {sub, [o] { return run_demo(*o); }};
+}
+
+std::pair<CLI::App*, Runner> add_send_command(CLI::App& app) {
+  auto o = std::make_shared<MigrateOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "send", "Migrate the synthetic image (from --seed/--size) to a `ferry recv` on another host");
+  sub->add_option("--connect", o->uri, "the receiver's address (as `ferry recv` printed it)")
+      ->required();
+  sub->add_option("--connect-timeout", o->connect_timeout_s,
+                  "seconds to keep retrying a refused connection")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  add_migrate_options(sub, *o, kImageOptions | kSourceOptions | kOutputOptions);
+  return {sub, [o] { return run_send(*o); }};
+}
+
+std::pair<CLI::App*, Runner> add_recv_command(CLI::App& app) {
+  auto o = std::make_shared<MigrateOptions>();
+  auto channels = std::make_shared<uint32_t>(0);
+  CLI::App* sub = app.add_subcommand(
+      "recv", "Receive a `ferry send` migration into an empty image and verify it");
+  sub->add_option("--listen", o->uri, "address to listen on (port 0: the kernel picks one)")
+      ->required();
+  sub->add_option("--channels", *channels, "channels to expect (0: as many as the sender opens)")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
+  o->accept_timeout_s = 300;
+  sub->add_option("--accept-timeout", o->accept_timeout_s, "seconds to wait for the sender")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str();
+  add_migrate_options(sub, *o, kImageOptions);
+  sub->add_flag("-q,--quiet", o->quiet, "only the address and the result line");
+  return {sub, [o, channels] { return run_recv(*o, *channels); }};
+}
+
+}  // namespace ferry::cli

@@ -1,0 +1,74 @@
+// Options shared by `ferry demo`, `ferry send` and `ferry recv`, and their registration on a
+// CLI11 subcommand. Values are checked by CLI11 validators, so a bad one is a usage error
+// (exit 2) with a message naming the option.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "engine/migration.h"
+#include "transports/transport.h"
+
+namespace ferry::cli {
+
+struct MigrateOptions {
+  // The image (both sides must agree).
+  std::string size_text = "2G";
+  std::string page_size_text = "4K";
+  uint64_t seed = 1;
+  // The workload and the engine (source side).
+  double dirty_rate_mib = 64;
+  std::string hot_set_text;  // empty: automatic
+  uint32_t channels = 2;
+  bool xbzrle = true;
+  bool zero = true;
+  bool lz4 = false;
+  uint32_t downtime_ms = 300;
+  uint32_t max_iterations = 30;
+  std::string bandwidth_text = "0";
+  bool auto_converge = true;
+  std::string dirty_tracking = "auto";  // auto | uffd-wp | explicit
+  double connect_timeout_s = 10;
+  double accept_timeout_s = 60;
+  // Output.
+  std::string json_file;
+  std::string report_file;
+  bool quiet = false;
+  // Where: demo and recv listen on it, send connects to it.
+  std::string uri = "tcp:127.0.0.1:0";
+
+  // Resolved by resolve().
+  uint64_t size = 0;
+  size_t page_size = 4096;
+  uint64_t hot_set = 0;
+  uint64_t bandwidth = 0;
+
+  // Parses the size texts (already validated) and checks how they combine; returns an error
+  // message for a usage error, "" when fine.
+  std::string resolve();
+
+  MigrationConfig engine_config() const;
+  // Transport options for a session of `channels` channels (0 on a listener: take the count
+  // from the sender).
+  transport::Options transport_options(uint32_t channels) const;
+  // The RAM block list both sides register (memory at host). fresh_destination: host is new
+  // anonymous memory nothing has written (RamBlock::known_zero).
+  std::vector<RamBlock> blocks(void* host, bool fresh_destination = false) const;
+};
+
+// Which options a subcommand gets.
+enum OptionSet : unsigned {
+  kImageOptions = 1,    // --size --page-size --seed
+  kSourceOptions = 2,   // --dirty-rate --hot-set --channels --xbzrle --zero --lz4 --downtime-ms ...
+  kOutputOptions = 4,   // --json --report --quiet
+};
+void add_migrate_options(CLI::App* sub, MigrateOptions& o, unsigned sets);
+
+// CLI11 validators: a size ("2G") and a page size (4K or 2M).
+CLI::Validator size_validator();
+CLI::Validator page_size_validator();
+
+}  // namespace ferry::cli
