@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common/plain_names.h"
 #include "transports/transport.h"
 #include "transports/uring/features.h"
 
@@ -289,44 +290,12 @@ FERRY_CHANNELS(BM_BaselineBlockingSendSameBuffers, ->Arg(1));
 FERRY_CHANNELS(BM_TcpUringLargeBuffers, ->Arg(1));
 FERRY_CHANNELS(BM_TcpUringZeroCopyAlways, ->Arg(1));
 
-// Benchmark names are an interface (bench/summary looks them up): Google Benchmark appends
-// "/real_time" to UseRealTime() benchmarks, so reports go out under the registered name.
-class PlainNames : public benchmark::BenchmarkReporter {
- public:
-  explicit PlainNames(std::unique_ptr<benchmark::BenchmarkReporter> inner)
-      : inner_(std::move(inner)) {}
-  bool ReportContext(const Context& c) override { return inner_->ReportContext(c); }
-  void ReportRuns(const std::vector<Run>& runs) override {
-    std::vector<Run> renamed = runs;
-    for (Run& r : renamed) r.run_name.time_type.clear();
-    inner_->ReportRuns(renamed);
-  }
-  void Finalize() override { inner_->Finalize(); }
-
- private:
-  std::unique_ptr<benchmark::BenchmarkReporter> inner_;
-};
-
 }  // namespace
 
+// Every benchmark here uses real time; bench/summary looks them up without "/real_time".
 int main(int argc, char** argv) {
-  std::string format = "console";
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--benchmark_format=", 19) == 0) format = argv[i] + 19;
-  }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::AddCustomContext("io_uring", ferry::transport::uring::features().describe());
-  std::unique_ptr<benchmark::BenchmarkReporter> inner;
-  if (format == "json") {
-    inner = std::make_unique<benchmark::JSONReporter>();
-  } else {
-    inner = std::make_unique<benchmark::ConsoleReporter>(
-        isatty(STDOUT_FILENO) ? benchmark::ConsoleReporter::OO_Color
-                              : benchmark::ConsoleReporter::OO_None);
-  }
-  PlainNames reporter(std::move(inner));
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  return 0;
+  return ferry::bench::run_benchmarks(
+      argc, argv, [](const std::string&) { return true; }, [] {
+        benchmark::AddCustomContext("io_uring", ferry::transport::uring::features().describe());
+      });
 }

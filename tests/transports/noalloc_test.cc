@@ -8,58 +8,16 @@
 #include <thread>
 #include <vector>
 
+#include "tests/common/alloc_counter.h"
 #include "tests/transports/test_util.h"
 
-namespace {
-thread_local bool g_counting = false;
-thread_local size_t g_allocations = 0;
-}  // namespace
-
-void* operator new(size_t n) {
-  if (g_counting) ++g_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
-
-#ifndef FERRY_SANITIZE
-// liburing or libc reaching for malloc would count too. The sanitizer runtimes own malloc, so
-// this half of the check runs in the normal build only.
-extern "C" void* __libc_malloc(size_t);
-extern "C" void* __libc_calloc(size_t, size_t);
-extern "C" void* __libc_realloc(void*, size_t);
-extern "C" void* malloc(size_t n) {
-  if (g_counting) ++g_allocations;
-  return __libc_malloc(n);
-}
-extern "C" void* calloc(size_t n, size_t m) {
-  if (g_counting) ++g_allocations;
-  return __libc_calloc(n, m);
-}
-extern "C" void* realloc(void* p, size_t n) {
-  if (g_counting) ++g_allocations;
-  return __libc_realloc(p, n);
-}
-#endif
 
 namespace ferry::transport {
 namespace {
 
 using namespace testing;
 
-class Counting {
- public:
-  Counting() {
-    g_allocations = 0;
-    g_counting = true;
-  }
-  ~Counting() { g_counting = false; }
-  size_t count() const { return g_allocations; }
-};
+using Counting = ferry::test::CountAllocations;
 
 void steady_state(const std::string& uri, bool uring_recv = false) {
   constexpr int kRounds = 2000;
