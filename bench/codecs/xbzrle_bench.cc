@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "bench/codecs/page_mix.h"
 #include "codecs/xbzrle.h"
 
@@ -29,12 +31,25 @@ namespace ferry {
 namespace {
 
 constexpr size_t kPage = 4096;
-// 128 pairs = 1 MiB: enough distinct pages that the branch predictor cannot learn the change
-// pattern (with 16 pairs the scalar encoder looks ~1.8x faster on sparse pages), and within a
-// 2 MiB L2; 256 pairs would spill to L3 and measure the memory system instead. On unchanged
-// pages the SIMD encoders run at the speed of reading both pages: the memcmp baselines give
-// that ceiling, the Hot rows (one pair in L1) the compute side.
-constexpr size_t kPairs = 128;
+// Pairs per pool: enough distinct pages that the branch predictor cannot learn the change
+// pattern (with 16 pairs the scalar encoder looks ~1.8x faster on sparse pages), yet few
+// enough that both pages of every pair stay in L2, or the rows measure L3 instead. The pool
+// takes about half of this CPU's L2 (2 * 4 KiB per pair; the rest is left for dst, the
+// decode pages and the benchmark's own data), clamped to [16, 128]: 128 pairs (1 MiB) on a
+// 2 MiB L2, 64 on a 1 MiB L2. 128 when sysconf cannot tell. The count is in the benchmark
+// context ("xbzrle_pairs"). On unchanged pages the SIMD encoders run at the speed of reading
+// both pages: the memcmp baselines give that ceiling, the Hot rows (one pair in L1) the
+// compute side.
+size_t pool_pairs() {
+  static const size_t pairs = [] {
+    constexpr size_t kMaxPairs = 128, kMinPairs = 16;
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (l2 <= 0) return kMaxPairs;
+    size_t n = static_cast<size_t>(l2) / 2 / (2 * kPage);
+    return std::clamp(n, kMinPairs, kMaxPairs);
+  }();
+  return pairs;
+}
 
 enum class Mix { kUnchanged, kOneByte, kSparse1, kSparse10, kHalf, kRandom };
 constexpr Mix kAllMixes[] = {Mix::kUnchanged, Mix::kOneByte, Mix::kSparse1,
@@ -67,7 +82,7 @@ struct PageBuffer {
 };
 
 struct Pool {
-  PageBuffer old_pages{kPairs}, new_pages{kPairs};
+  PageBuffer old_pages{pool_pairs()}, new_pages{pool_pairs()};
   const uint8_t* old_page(size_t i) const { return old_pages.page(i); }
   const uint8_t* new_page(size_t i) const { return new_pages.page(i); }
 };
@@ -82,7 +97,7 @@ void change_bytes(uint8_t* page, size_t count, std::mt19937_64& rng) {
 Pool make_pool(Mix mix) {
   Pool p;
   std::mt19937_64 rng(static_cast<uint64_t>(mix) + 1);
-  for (size_t i = 0; i < kPairs; ++i) {
+  for (size_t i = 0; i < pool_pairs(); ++i) {
     uint8_t* o = p.old_pages.page(i);
     uint8_t* n = p.new_pages.page(i);
     bench::fill_random(o, kPage, rng());
@@ -112,7 +127,7 @@ const Pool& pool(Mix mix) {
   return pools[static_cast<size_t>(mix)];
 }
 
-// `pairs` = kPairs normally; 1 for the Hot rows, where one pair stays in L1 (fair only for
+// `pairs` = pool_pairs() normally; 1 for the Hot rows, where one pair stays in L1 (fair only for
 // unchanged pages: with no data-dependent branches there is no pattern to learn).
 void BM_XbzrleEncode(benchmark::State& state, xbzrle::Variant v, Mix mix, size_t pairs) {
   if (!xbzrle::variant_available(v)) return state.SkipWithError("CPU lacks this variant");
@@ -141,11 +156,12 @@ void BM_XbzrleBaselineMemcmp(benchmark::State& state, size_t pairs) {
 
 void BM_XbzrleDecode(benchmark::State& state, Mix mix) {
   const Pool& p = pool(mix);
-  std::vector<std::vector<uint8_t>> deltas(kPairs);
-  PageBuffer pages(kPairs);  // applying a delta twice gives the same page
-  std::memcpy(pages.page(0), p.old_page(0), kPairs * kPage);
+  const size_t pairs = pool_pairs();
+  std::vector<std::vector<uint8_t>> deltas(pairs);
+  PageBuffer pages(pairs);  // applying a delta twice gives the same page
+  std::memcpy(pages.page(0), p.old_page(0), pairs * kPage);
   std::vector<uint8_t> dst(2 * kPage);
-  for (size_t i = 0; i < kPairs; ++i) {
+  for (size_t i = 0; i < pairs; ++i) {
     long n = xbzrle::encode(p.old_page(i), p.new_page(i), kPage, dst.data(), dst.size());
     if (n < 0) return state.SkipWithError("delta does not fit in 8192 bytes");
     deltas[i].assign(dst.begin(), dst.begin() + n);
@@ -154,17 +170,18 @@ void BM_XbzrleDecode(benchmark::State& state, Mix mix) {
   for (auto _ : state) {
     auto r = xbzrle::decode(deltas[i].data(), deltas[i].size(), pages.page(i), kPage);
     benchmark::DoNotOptimize(r);
-    i = (i + 1) % kPairs;
+    i = (i + 1) % pairs;
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kPage));
 }
 
 [[maybe_unused]] const bool registered = [] {
+  benchmark::AddCustomContext("xbzrle_pairs", std::to_string(pool_pairs()));
   for (auto v : xbzrle::kAllVariants) {
     for (Mix m : kAllMixes) {
       std::string name =
           std::string("BM_XbzrleEncode/") + xbzrle::variant_name(v) + "/" + mix_name(m);
-      benchmark::RegisterBenchmark(name.c_str(), BM_XbzrleEncode, v, m, kPairs);
+      benchmark::RegisterBenchmark(name.c_str(), BM_XbzrleEncode, v, m, pool_pairs());
     }
   }
   for (auto v : xbzrle::kAllVariants) {
@@ -172,7 +189,7 @@ void BM_XbzrleDecode(benchmark::State& state, Mix mix) {
     benchmark::RegisterBenchmark(name.c_str(), BM_XbzrleEncode, v, Mix::kUnchanged, size_t{1});
   }
   benchmark::RegisterBenchmark("BM_XbzrleBaselineMemcmp/unchanged", BM_XbzrleBaselineMemcmp,
-                               kPairs);
+                               pool_pairs());
   benchmark::RegisterBenchmark("BM_XbzrleBaselineMemcmpHot/unchanged", BM_XbzrleBaselineMemcmp,
                                size_t{1});
   for (Mix m : kAllMixes) {
