@@ -25,7 +25,21 @@
 #include "engine/ram/dirty_source.h"
 #include "transports/transport.h"
 
+struct FerryVmsDescription;  // engine/vmstate/vmstate.h
+
 namespace ferry {
+
+// A device whose state travels on the main channel after the final RAM pass (guest stopped),
+// like one of QEMU's SaveStateEntry: a section named idstr/instance_id holding the vmstate body
+// of `vmsd` over `opaque`. Both sides register the same devices (set_devices); the destination
+// refuses a section it does not know, or a version newer than its description (or older than
+// its minimum_version_id), naming the device. Device code: engine/device/device_state.h.
+struct Device {
+  std::string idstr;                          // unique with instance_id, 1..255 bytes
+  uint32_t instance_id = 0;
+  const FerryVmsDescription* vmsd = nullptr;  // must outlive run()
+  void* opaque = nullptr;                     // the state (source: read; destination: loaded)
+};
 
 // One contiguous piece of guest RAM (a KVM memory slot, a QEMU RAMBlock). Both sides register
 // the same list (names, sizes, page sizes); the destination refuses a mismatch naming the block.
@@ -82,12 +96,18 @@ struct MigrationStats {
   double verify_seconds = 0;       // hashing for --verify, outside the downtime
   uint64_t ram_bytes = 0;          // registered RAM
   uint64_t wire_bytes = 0;
+  uint32_t devices = 0;            // device sections sent (set_devices)
+  uint64_t device_bytes = 0;       // DEVICE + VMDESC bodies (inside the downtime)
   PageCounts pages;
   uint64_t xbzrle_cache_hits = 0;
   uint64_t xbzrle_cache_misses = 0;
   uint64_t xbzrle_overflows = 0;   // delta did not fit the threshold: sent otherwise
   uint64_t xbzrle_bytes = 0;
   bool verified = false;           // per-block hashes compared equal
+  // How NORMAL pages reached the destination: "rdma-write" (RDMA WRITE into the destination's
+  // registered blocks, records only in the stream), or "stream" with the reason in parentheses.
+  std::string placement;
+  uint64_t placed_pages = 0;       // NORMAL pages RDMA-written into place
   std::vector<IterationStats> iterations;
 };
 
@@ -119,6 +139,9 @@ struct MigrationConfig {
   bool auto_converge = true;               // ask the caller to throttle (hooks.throttle)
   bool verify = false;                     // per-block hash check in the completion handshake
   size_t batch_pages = 128;                // pages per packet / scanner batch
+  // When every channel can RDMA-write (rdma:), NORMAL pages go by RDMA WRITE straight into the
+  // destination's pages if it advertises its blocks (MigrationStats::placement says which).
+  bool rdma_placement = true;
   // Testing only: moves each page to another channel every iteration ((page / batch_pages +
   // iteration) % channels) so that only the per-iteration SYNC keeps copies in order. Breaks
   // the private per-channel XBZRLE caches, so run() refuses it together with xbzrle.
@@ -149,6 +172,10 @@ class MigrationSource {
   MigrationSource(const MigrationSource&) = delete;
   MigrationSource& operator=(const MigrationSource&) = delete;
 
+  // Devices saved (pre_save hooks run) after the final RAM pass, before completion; a failing
+  // pre_save fails the migration (the guest resumes). Call before run().
+  void set_devices(std::vector<Device> devices);
+
   // Runs the whole precopy over the given channels (1..N, from transport::connect) and returns
   // the stats when the destination has confirmed. Throws MigrationError with the stats' error.
   MigrationStats run(std::vector<transport::ChannelPtr> channels);
@@ -167,9 +194,12 @@ struct DestinationStats {
   PageCounts pages;
   uint64_t wire_bytes = 0;
   uint64_t zero_pages_skipped = 0;  // ZERO records for pages already zero: not written
+  uint64_t placed_pages = 0;        // NORMAL pages the source RDMA-wrote into place
   uint32_t iterations = 0;
   bool verified = false;
   double seconds = 0;
+  uint32_t devices = 0;  // device sections loaded
+  std::string vmdesc;    // the source's JSON description of them (empty without devices)
 };
 
 class MigrationDestination {
@@ -178,6 +208,10 @@ class MigrationDestination {
   ~MigrationDestination();
   MigrationDestination(const MigrationDestination&) = delete;
   MigrationDestination& operator=(const MigrationDestination&) = delete;
+
+  // Devices to load (post_load hooks run) before completion is confirmed. Every registered
+  // device must arrive, and nothing else. Call before run().
+  void set_devices(std::vector<Device> devices);
 
   // Receives until the source's completion handshake, from the channels of one session
   // (Listener::accept). Throws MigrationError naming channel, packet and offset on bad input.

@@ -3,11 +3,13 @@
 // waits for a peer that is gone or a receiver that gave up.
 #include <mutex>
 
+#include "engine/device/device_state.h"
 #include "engine/migration.h"
 #include "engine/ram/block_check.h"
 #include "engine/ram/control.h"
 #include "engine/ram/page_hash.h"
 #include "engine/ram/page_receiver.h"
+#include "engine/ram/placement.h"
 #include "engine/ram/wire_format.h"
 
 namespace ferry {
@@ -21,6 +23,7 @@ std::string describe(uint64_t size, uint64_t page_size) {
 
 struct MigrationDestination::Impl {
   std::vector<RamBlock> blocks;
+  std::vector<Device> devices;  // set_devices (engine/device)
   std::atomic<bool> stop{false};
   std::mutex mu;
   std::string error;
@@ -43,6 +46,11 @@ MigrationDestination::MigrationDestination(std::vector<RamBlock> blocks)
 }
 
 MigrationDestination::~MigrationDestination() = default;
+
+void MigrationDestination::set_devices(std::vector<Device> devices) {
+  device::check_devices(devices, "destination");
+  impl_->devices = std::move(devices);
+}
 
 void MigrationDestination::cancel() noexcept { impl_->fail("cancelled"); }
 
@@ -98,13 +106,20 @@ DestinationStats MigrationDestination::run(std::vector<transport::ChannelPtr> ch
                              describe(d.size, d.page_size));
       }
     }
-    link.send(wire::PacketType::kHelloAck, {});
+    // --- RDMA placement: register and advertise our blocks when the source offers it ---
+    bool placement = false;
+    link.send(wire::PacketType::kHelloAck,
+              (hello.flags & wire::kHelloFlagRdmaPlacement)
+                  ? ram::answer_placement(m.blocks, channels, &placement)
+                  : std::vector<uint8_t>{});
+    // --- end RDMA placement ---
 
     // Data: one receiver per channel until the final SYNC.
     wire::DataLimits lim;
     lim.blocks = &m.blocks;
     lim.max_records = hello.batch_pages;
     lim.owned_payload_cap = hello.owned_payload_cap;
+    lim.placement = placement;
     for (const auto& b : m.blocks) written.emplace_back(b.known_zero ? b.size / b.page_size : 0);
     barrier = std::make_unique<ram::SyncBarrier>(n, &m.stop);
     {
@@ -114,7 +129,7 @@ DestinationStats MigrationDestination::run(std::vector<transport::ChannelPtr> ch
     for (uint32_t i = 0; i < n; ++i) {
       receivers.push_back(std::make_unique<ram::PageReceiver>(
           i, *channels[i], lim, *barrier, i == 0 ? link.recv_packet : 1,
-          [&m](const std::string& e) { m.fail(e); }, &written));
+          [&m](const std::string& e) { m.fail(e); }, &written, i == 0 ? link.send_packet : 1));
     }
     control_phase = false;
     for (auto& r : receivers) r->start();
@@ -125,6 +140,7 @@ DestinationStats MigrationDestination::run(std::vector<transport::ChannelPtr> ch
     }
     control_phase = true;
     link.recv_packet = receivers[0]->next_packet();
+    link.send_packet = receivers[0]->next_send_packet();  // after SYNC_ACKs (placement)
     PageCounts got;
     for (auto& r : receivers) {
       const auto& c = r->counters();
@@ -134,13 +150,44 @@ DestinationStats MigrationDestination::run(std::vector<transport::ChannelPtr> ch
       got.lz4 += c.pages.lz4;
       st.wire_bytes += c.wire_bytes;
       st.zero_pages_skipped += c.zero_pages_skipped;
+      st.placed_pages += c.placed_pages;
     }
     st.pages = got;
     st.iterations = receivers[0]->counters().iterations;
 
+    // --- device state (engine/device): DEVICE..., VMDESC, then COMPLETE ---
+    auto dmsg = link.recv(
+        {wire::PacketType::kDevice, wire::PacketType::kVmdesc, wire::PacketType::kComplete},
+        "source");
+    {
+      device::DeviceLoader loader(m.devices);
+      // A refusal is sent in place of CONFIRM, once the source's messages are all read.
+      std::string device_error;
+      for (; dmsg.header.type != wire::PacketType::kComplete;
+           dmsg = link.recv({wire::PacketType::kDevice, wire::PacketType::kVmdesc,
+                            wire::PacketType::kComplete},
+                           "source")) {
+        if (!device_error.empty()) continue;
+        try {
+          if (dmsg.header.type == wire::PacketType::kDevice) {
+            loader.load_section(dmsg.body, dmsg.header.packet);
+          } else {
+            loader.load_vmdesc(dmsg.body, dmsg.header.packet);
+          }
+        } catch (const MigrationError& e) {
+          device_error = e.what();
+        }
+      }
+      if (!device_error.empty()) throw MigrationError(device_error);
+      loader.finish();
+      st.devices = loader.loaded();
+      st.vmdesc = loader.vmdesc();
+    }
+    // --- end device state ---
+
     // Completion: every page the source sent arrived.
     {
-      auto msg = link.recv({wire::PacketType::kComplete}, "source");
+      auto& msg = dmsg;  // COMPLETE (read above, after the device messages)
       wire::BodyReader r(msg.body.data(), msg.body.size(), 0, msg.header.packet);
       const PageCounts sent = wire::decode_counts(r);
       r.end();

@@ -7,11 +7,13 @@
 #include <mutex>
 #include <set>
 
+#include "engine/device/device_state.h"
 #include "engine/migration.h"
 #include "engine/ram/block_check.h"
 #include "engine/ram/control.h"
 #include "engine/ram/page_hash.h"
 #include "engine/ram/page_sender.h"
+#include "engine/ram/placement.h"
 #include "engine/ram/wire_format.h"
 
 namespace ferry {
@@ -39,6 +41,7 @@ struct MigrationSource::Impl {
   MigrationConfig cfg;
   MigrationHooks hooks;
   std::vector<DirtyBitmap> bitmaps;
+  std::vector<Device> devices;  // set_devices (engine/device)
 
   // Stop machinery: the first error (or "cancelled") wins; every blocked thread is woken.
   std::atomic<bool> stop{false};
@@ -104,6 +107,7 @@ struct MigrationSource::Impl {
       c.xbzrle_misses += x.xbzrle_misses;
       c.xbzrle_overflows += x.xbzrle_overflows;
       c.xbzrle_bytes += x.xbzrle_bytes;
+      c.placed_pages += x.placed_pages;
     }
     return c;
   }
@@ -215,6 +219,11 @@ MigrationSource::MigrationSource(std::vector<RamBlock> blocks,
 
 MigrationSource::~MigrationSource() = default;
 
+void MigrationSource::set_devices(std::vector<Device> devices) {
+  device::check_devices(devices, "source");
+  impl_->devices = std::move(devices);
+}
+
 void MigrationSource::cancel() noexcept {
   impl_->cancelled.store(true);
   impl_->fail("cancelled");
@@ -285,9 +294,19 @@ MigrationStats MigrationSource::run(std::vector<transport::ChannelPtr> channels)
     hello.batch_pages = static_cast<uint32_t>(m.cfg.batch_pages);
     hello.owned_payload_cap = static_cast<uint32_t>(owned_cap);
     hello.flags = m.cfg.verify ? wire::kHelloFlagVerify : 0;
+    // --- RDMA placement offer (engine/ram/placement.h) ---
+    const bool offer = m.cfg.rdma_placement && ram::channels_can_place(channels);
+    if (offer) hello.flags |= wire::kHelloFlagRdmaPlacement;
     for (const auto& b : m.blocks) hello.blocks.push_back({b.name, b.size, b.page_size});
     link.send(wire::PacketType::kHello, wire::encode_hello(hello));
-    link.recv({wire::PacketType::kHelloAck}, "destination");
+    auto ack = link.recv({wire::PacketType::kHelloAck}, "destination");
+    ram::SourcePlacement placement;
+    placement.description = "stream";
+    if (offer) {
+      placement = ram::accept_placement(ack.body, ack.header.packet, m.blocks, channels);
+    }
+    st.placement = placement.description;
+    // --- end RDMA placement offer ---
     st.setup_seconds = since(t0);
 
     ram::SenderShared shared;
@@ -301,11 +320,13 @@ MigrationStats MigrationSource::run(std::vector<transport::ChannelPtr> channels)
     shared.pages_sent = &m.p_pages_sent;
     shared.stop_mu = &m.stop_mu;
     shared.stop_cv = &m.stop_cv;
+    if (!placement.remote.empty()) shared.placement = &placement.remote;
     {
       std::lock_guard lock(m.mu);
       for (uint32_t i = 0; i < n; ++i) {
         m.senders.push_back(std::make_unique<ram::PageSender>(
-            i, *channels[i], shared, i == 0 ? link.send_packet : 1));
+            i, *channels[i], shared, i == 0 ? link.send_packet : 1,
+            i == 0 ? link.recv_packet : 1));
       }
     }
     for (auto& s : m.senders) s->start();
@@ -371,7 +392,31 @@ MigrationStats MigrationSource::run(std::vector<transport::ChannelPtr> channels)
     m.check_stop();
     for (auto& c : channels) c->set_send_callback(nullptr);
     link.send_packet = m.senders[0]->next_packet();
+    link.recv_packet = m.senders[0]->next_recv_packet();  // after SYNC_ACKs (placement)
     const ram::SenderCounters sc = m.sum_counters();
+    st.placed_pages = sc.placed_pages;
+
+    // --- device state (engine/device): guest stopped, RAM done; counts in the downtime ---
+    if (!m.devices.empty()) {
+      uint32_t vmdesc_page = 0;  // the smallest page size, as QEMU's TARGET_PAGE_SIZE
+      for (const auto& b : m.blocks) {
+        if (b.page_size <= 65536 && (vmdesc_page == 0 || b.page_size < vmdesc_page)) {
+          vmdesc_page = static_cast<uint32_t>(b.page_size);
+        }
+      }
+      device::SavedDevices saved;
+      try {
+        saved = device::save_devices(m.devices, vmdesc_page ? vmdesc_page : 4096);
+      } catch (const MigrationError& e) {
+        link.send_error(e.what());  // channel 0 is idle: the destination stops waiting
+        throw;
+      }
+      for (const auto& body : saved.sections) link.send(wire::PacketType::kDevice, body);
+      link.send(wire::PacketType::kVmdesc, saved.vmdesc);
+      st.devices = static_cast<uint32_t>(saved.sections.size());
+      st.device_bytes = saved.bytes();
+    }
+    // --- end device state ---
 
     // Completion: the destination confirms it got every page we sent.
     {

@@ -41,12 +41,13 @@ void SyncBarrier::wake() {
 PageReceiver::PageReceiver(uint32_t index, transport::Channel& channel,
                            const wire::DataLimits& limits, SyncBarrier& barrier,
                            uint64_t first_packet, std::function<void(const std::string&)> on_error,
-                           std::vector<DirtyBitmap>* written)
+                           std::vector<DirtyBitmap>* written, uint64_t first_send_packet)
     : index_(index),
       ch_(channel),
       lim_(limits),
       barrier_(barrier),
       packet_(first_packet),
+      send_packet_(first_send_packet),
       on_error_(std::move(on_error)),
       written_(written),
       records_(std::make_unique<uint8_t[]>(size_t{limits.max_records} * wire::kRecordSize)),
@@ -91,6 +92,17 @@ void PageReceiver::thread_main() {
             finished_ = true;
             return;
           }
+          if (lim_.placement) {
+            // Every channel applied its records up to this SYNC: the source may place the
+            // next iteration's pages.
+            wire::Header a;
+            a.type = wire::PacketType::kSyncAck;
+            a.packet = send_packet_++;
+            a.pages = h.pages;
+            uint8_t out[wire::kHeaderSize];
+            wire::encode_header(a, out);
+            ch_.send_all(out, sizeof out);
+          }
           break;
         }
         case wire::PacketType::kError: {
@@ -129,7 +141,7 @@ void PageReceiver::handle_data(const wire::Header& h) {
   size_t off = 0;
   for (uint32_t i = 0; i < h.records; ++i) {
     const wire::Record& r = recs_[i];
-    if (r.kind == PageKind::kZero || r.length == 0) continue;
+    if (r.kind == PageKind::kZero || r.length == 0 || r.placed) continue;
     uint8_t* dst = r.kind == PageKind::kNormal ? base + size_t{r.page} * ps : scratch_.get() + off;
     if (r.kind != PageKind::kNormal) off += r.length;
     if (!iov_.empty() && static_cast<uint8_t*>(iov_.back().iov_base) + iov_.back().iov_len == dst) {
@@ -150,7 +162,12 @@ void PageReceiver::handle_data(const wire::Header& h) {
     switch (r.kind) {
       case PageKind::kNormal:
         ++counters_.pages.normal;
-        payload_at += r.length;
+        if (r.placed) {
+          ++counters_.placed_pages;  // already in place (RDMA WRITE before this packet)
+          counters_.wire_bytes += r.length;
+        } else {
+          payload_at += r.length;
+        }
         break;
       case PageKind::kZero:
         for (uint32_t k = 0; k < r.length; ++k) {

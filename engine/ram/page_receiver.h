@@ -50,6 +50,7 @@ struct ReceiverCounters {
   uint64_t wire_bytes = 0;
   uint64_t zero_pages_skipped = 0;
   uint32_t iterations = 0;
+  uint64_t placed_pages = 0;  // NORMAL pages the source RDMA-wrote into place
 };
 
 class PageReceiver {
@@ -57,13 +58,14 @@ class PageReceiver {
   PageReceiver(uint32_t index, transport::Channel& channel, const wire::DataLimits& limits,
                SyncBarrier& barrier, uint64_t first_packet,
                std::function<void(const std::string&)> on_error,
-               std::vector<DirtyBitmap>* written = nullptr);
+               std::vector<DirtyBitmap>* written = nullptr, uint64_t first_send_packet = 1);
   ~PageReceiver();
   void start();
   void join();
   // After join().
   const ReceiverCounters& counters() const { return counters_; }
   uint64_t next_packet() const { return packet_; }
+  uint64_t next_send_packet() const { return send_packet_; }  // after SYNC_ACKs (placement)
   bool finished() const { return finished_; }
 
  private:
@@ -75,6 +77,7 @@ class PageReceiver {
   wire::DataLimits lim_;
   SyncBarrier& barrier_;
   uint64_t packet_;
+  uint64_t send_packet_;
   std::function<void(const std::string&)> on_error_;
   // Per block, for known_zero blocks (others have size 0): pages written since run() began.
   std::vector<DirtyBitmap>* written_;

@@ -16,14 +16,17 @@ constexpr size_t kBuffersPlain = 32;   // header + records only: small
 constexpr size_t kBuffersCodecs = 8;   // plus an owned payload area each
 // Bytes of guest payload per packet: keeps the u32 payload field and one readv sane.
 constexpr uint64_t kMaxPacketPayload = 64u << 20;
+// Completion cookie of RDMA WRITEs: not a packet buffer (the header sent after them is).
+constexpr uint64_t kWriteCookie = UINT64_MAX - 1;
 }  // namespace
 
 PageSender::PageSender(uint32_t index, transport::Channel& channel, const SenderShared& shared,
-                       uint64_t first_packet)
+                       uint64_t first_packet, uint64_t first_recv_packet)
     : index_(index),
       ch_(channel),
       shared_(shared),
       packet_(first_packet),
+      recv_packet_(first_recv_packet),
       max_records_(shared.config->batch_pages),
       ring_(kQueueDepth) {
   const MigrationConfig& cfg = *shared_.config;
@@ -58,9 +61,30 @@ PageSender::PageSender(uint32_t index, transport::Channel& channel, const Sender
   if (cfg.bandwidth_limit_bytes_per_s > 0) {
     rate_ = static_cast<double>(cfg.bandwidth_limit_bytes_per_s) / shared_.channels;
   }
+  if (shared_.placement) {
+    remote_ = &(*shared_.placement)[index];
+    // XBZRLE sends NORMAL pages from the packet's own copy: register those buffers too, so the
+    // writes leave from them in place (best effort: unregistered memory is bounced).
+    if (codecs) {
+      try {
+        for (auto& b : bufs_) {
+          owned_regions_.push_back(ch_.register_memory(b.owned.get(), shared_.owned_payload_cap));
+        }
+      } catch (const std::exception&) {
+      }
+    }
+  }
 }
 
-PageSender::~PageSender() { join(); }
+PageSender::~PageSender() {
+  join();
+  for (const auto& r : owned_regions_) {
+    try {
+      ch_.deregister_memory(r);
+    } catch (...) {
+    }
+  }
+}
 
 void PageSender::start() {
   // Completions arrive on this sender's thread (inside send/poll/wait_all), in send order.
@@ -167,7 +191,28 @@ void PageSender::begin_packet(uint32_t block) {
   cur_pages_ = 0;
   cur_payload_ = 0;
   owned_used_ = 0;
+  cur_placed_ = 0;
   b.iov.resize(1);
+}
+
+void PageSender::add_placed(const uint8_t* p, uint64_t offset, size_t len) {
+  cur_placed_ += len;
+  if (wr_len_ > 0 && wr_local_ + wr_len_ == p && wr_offset_ + wr_len_ == offset) {
+    wr_len_ += len;
+    return;
+  }
+  flush_placed();
+  wr_local_ = p;
+  wr_offset_ = offset;
+  wr_len_ = len;
+}
+
+void PageSender::flush_placed() {
+  if (wr_len_ == 0) return;
+  const iovec v{const_cast<uint8_t*>(wr_local_), wr_len_};
+  wr_len_ = 0;
+  ch_.write_remote(std::span<const iovec>(&v, 1), (*remote_)[cur_block_], wr_offset_,
+                   kWriteCookie);
 }
 
 void PageSender::add_record(uint32_t page, uint32_t length, PageKind kind) {
@@ -193,6 +238,8 @@ void PageSender::add_payload(const uint8_t* p, size_t len) {
 
 void PageSender::flush_packet() {
   if (!cur_ || nrec_ == 0) return;
+  // RC ordering: the header SEND below is delivered after these WRITEs are placed.
+  flush_placed();
   wire::Header h;
   h.type = wire::PacketType::kData;
   h.packet = packet_++;
@@ -206,7 +253,7 @@ void PageSender::flush_packet() {
   cur_->iov[0] = iovec{cur_->head.get(), wire::kHeaderSize + rec_bytes};
   cur_->busy = true;
   const uint64_t cookie = static_cast<uint64_t>(cur_ - bufs_.data());
-  const uint64_t bytes = wire::kHeaderSize + rec_bytes + cur_payload_;
+  const uint64_t bytes = wire::kHeaderSize + rec_bytes + cur_payload_ + cur_placed_;
   const uint32_t pages = cur_pages_;
   cur_ = nullptr;
   nrec_ = 0;
@@ -278,7 +325,15 @@ void PageSender::process_batch(const WorkItem& item) {
       // Zero copy: the iovec points into guest RAM. A write racing with the send sends newer
       // bytes, and that write marked the page dirty, so it is sent again anyway.
       add_record(page, static_cast<uint32_t>(ps), PageKind::kNormal);
-      add_payload(p, ps);
+      if (remote_) {
+        last_.placed = true;  // RDMA WRITE straight into the destination page
+        wire::encode_record(last_, cur_->head.get() + wire::kHeaderSize +
+                                       (nrec_ - 1) * wire::kRecordSize);
+        add_placed(p, addr, ps);
+        ++local_.placed_pages;
+      } else {
+        add_payload(p, ps);
+      }
       ++local_.pages.normal;
       continue;
     }
@@ -318,6 +373,22 @@ void PageSender::process_batch(const WorkItem& item) {
     }
     add_record(page, static_cast<uint32_t>(ps), PageKind::kNormal);
     ++local_.pages.normal;
+    if (remote_) {
+      last_.placed = true;
+      wire::encode_record(last_, cur_->head.get() + wire::kHeaderSize +
+                                     (nrec_ - 1) * wire::kRecordSize);
+      ++local_.placed_pages;
+      if (cache) {
+        // The cache's exact bytes, from the packet's buffer (free once the header completes,
+        // which is after these writes).
+        std::memcpy(out, scratch, ps);
+        owned_used_ += ps;
+        add_placed(out, addr, ps);
+      } else {
+        add_placed(p, addr, ps);
+      }
+      continue;
+    }
     if (cache) {
       // The cache now holds these exact bytes; guest RAM may already differ (QEMU sends its
       // cache copy for the same reason), and the cache slot may be reused before the send
@@ -347,6 +418,19 @@ void PageSender::send_sync(uint32_t iteration, bool final_pass) {
   ch_.wait_all();
   local_.wire_bytes += wire::kHeaderSize;
   shared_.wire_bytes->fetch_add(wire::kHeaderSize, std::memory_order_relaxed);
+  if (remote_ && !final_pass) {
+    // No RDMA WRITE of the next iteration before every channel's records of this one were
+    // applied at the destination (a queued ZERO/XBZRLE record must not land on a newer page).
+    uint8_t ack[wire::kHeaderSize];
+    ch_.recv(ack, sizeof ack);
+    const wire::Header a = wire::decode_header(ack, index_, recv_packet_);
+    ++recv_packet_;
+    if (a.type != wire::PacketType::kSyncAck || a.pages != iteration) {
+      wire::fail(index_, a.packet, 5,
+                 std::string("got ") + wire::type_name(a.type) + " " + std::to_string(a.pages) +
+                     ", expected SYNC_ACK " + std::to_string(iteration));
+    }
+  }
   pace_start_ = std::chrono::steady_clock::now();
   pace_bytes_ = 0;
   std::lock_guard lock(mu_);

@@ -40,6 +40,10 @@ struct SenderShared {
   // Pacing sleeps wait here so cancel() can cut them short.
   std::mutex* stop_mu = nullptr;
   std::condition_variable* stop_cv = nullptr;
+  // RDMA placement (the destination's validated advertisement), [channel][block]; null =
+  // every page travels in the stream. NORMAL pages are then RDMA-written into place and their
+  // records flagged kRecordPlaced; SYNC(n) waits for the destination's SYNC_ACK(n).
+  const std::vector<std::vector<transport::RemoteRegion>>* placement = nullptr;
 };
 
 struct WorkItem {
@@ -61,13 +65,14 @@ struct SenderCounters {
   uint64_t xbzrle_misses = 0;
   uint64_t xbzrle_overflows = 0;
   uint64_t xbzrle_bytes = 0;
+  uint64_t placed_pages = 0;  // NORMAL pages RDMA-written into place
 };
 
 class PageSender {
  public:
   // Packet numbers on the channel continue from first_packet (channel 0 carried HELLO).
   PageSender(uint32_t index, transport::Channel& channel, const SenderShared& shared,
-             uint64_t first_packet);
+             uint64_t first_packet, uint64_t first_recv_packet = 1);
   ~PageSender();
   PageSender(const PageSender&) = delete;
   PageSender& operator=(const PageSender&) = delete;
@@ -86,6 +91,7 @@ class PageSender {
 
   SenderCounters counters() const;
   uint64_t next_packet() const { return packet_; }  // after join()
+  uint64_t next_recv_packet() const { return recv_packet_; }  // after join(): SYNC_ACKs read
 
  private:
   struct PacketBuf {
@@ -105,13 +111,20 @@ class PageSender {
   void flush_packet();
   void add_record(uint32_t page, uint32_t length, PageKind kind);
   void add_payload(const uint8_t* p, size_t len);
+  // Placement: queue an RDMA WRITE of len bytes at p to `offset` in the current block (adjacent
+  // ones merge); flush_placed() posts what is queued, always before the packet's header.
+  void add_placed(const uint8_t* p, uint64_t offset, size_t len);
+  void flush_placed();
   void pace(size_t bytes);
 
   const uint32_t index_;
   transport::Channel& ch_;
   SenderShared shared_;
   uint64_t packet_;
+  uint64_t recv_packet_;
   const size_t max_records_;
+  const std::vector<transport::RemoteRegion>* remote_ = nullptr;  // per block, placement only
+  std::vector<transport::MemoryRegion> owned_regions_;  // owned buffers registered for writes
 
   // Queue of work items (ring), scanner -> sender.
   mutable std::mutex mu_;
@@ -135,6 +148,10 @@ class PageSender {
   uint32_t cur_pages_ = 0;
   uint64_t cur_payload_ = 0;
   size_t owned_used_ = 0;
+  uint64_t cur_placed_ = 0;               // bytes RDMA-written for the current packet
+  const uint8_t* wr_local_ = nullptr;     // queued RDMA WRITE
+  uint64_t wr_offset_ = 0;
+  size_t wr_len_ = 0;
   wire::Record last_;
   std::unique_ptr<uint8_t[]> scratch_;  // a stable copy of the page being encoded
   std::vector<std::optional<xbzrle::PageCache>> caches_;  // per block, when XBZRLE is on

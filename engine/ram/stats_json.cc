@@ -25,6 +25,8 @@ std::string to_json(const MigrationStats& s) {
   j["channels"] = s.channels;
   j["dirty-tracking"] = s.dirty_tracking;
   j["converged-by"] = s.converged_by;
+  j["placement"] = s.placement;
+  j["placed-pages"] = s.placed_pages;
 
   const double secs = s.total_seconds > 0 ? s.total_seconds : 0;
   uint64_t dirty_sync_count = 0;

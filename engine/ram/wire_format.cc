@@ -21,6 +21,9 @@ const char* type_name(PacketType t) {
     case PacketType::kVerify: return "VERIFY";
     case PacketType::kHashes: return "HASHES";
     case PacketType::kDone: return "DONE";
+    case PacketType::kDevice: return "DEVICE";
+    case PacketType::kVmdesc: return "VMDESC";
+    case PacketType::kSyncAck: return "SYNC_ACK";
   }
   return "?";
 }
@@ -104,7 +107,8 @@ Header decode_header(const uint8_t in[kHeaderSize], uint32_t channel, uint64_t e
              std::to_string(expected) + ")");
   }
   const uint8_t t = in[5];
-  if (t < static_cast<uint8_t>(PacketType::kData) || t > static_cast<uint8_t>(PacketType::kDone)) {
+  if ((t < static_cast<uint8_t>(PacketType::kData) || t > static_cast<uint8_t>(PacketType::kVmdesc)) &&
+      t != static_cast<uint8_t>(PacketType::kSyncAck)) {
     fail(channel, expected, 5, "unknown packet type " + std::to_string(t));
   }
   h.type = static_cast<PacketType>(t);
@@ -119,7 +123,7 @@ Header decode_header(const uint8_t in[kHeaderSize], uint32_t channel, uint64_t e
     if (h.block != 0 || h.records != 0) {
       fail(channel, expected, 16, std::string(type_name(h.type)) + " with block/record fields");
     }
-    if (h.type != PacketType::kSync && h.pages != 0) {
+    if (h.type != PacketType::kSync && h.type != PacketType::kSyncAck && h.pages != 0) {
       fail(channel, expected, 24, std::string(type_name(h.type)) + " with a page count");
     }
     if (h.payload > kMaxControlBody) {
@@ -191,9 +195,17 @@ size_t decode_records(const Header& h, const uint8_t* bytes, uint32_t channel,
       fail(channel, h.packet, off + 8,
            "record " + std::to_string(i) + ": unknown page kind " + std::to_string(kind));
     }
-    if (r[9] | r[10] | r[11]) {
-      fail(channel, h.packet, off + 9, "record " + std::to_string(i) + ": reserved bytes set");
+    if (r[10] | r[11]) {
+      fail(channel, h.packet, off + 10, "record " + std::to_string(i) + ": reserved bytes set");
     }
+    if (r[9] != 0 && (r[9] != kRecordPlaced || !lim.placement ||
+                      kind != static_cast<uint8_t>(PageKind::kNormal))) {
+      fail(channel, h.packet, off + 9,
+           "record " + std::to_string(i) + ": record flags " + std::to_string(r[9]) +
+               (lim.placement ? " (only NORMAL pages can be placed)"
+                              : " (placed page, but no RDMA placement was advertised)"));
+    }
+    rec.placed = r[9] == kRecordPlaced;
     rec.kind = static_cast<PageKind>(kind);
     uint64_t covers = 1;
     switch (rec.kind) {
@@ -203,7 +215,7 @@ size_t decode_records(const Header& h, const uint8_t* bytes, uint32_t channel,
                "record " + std::to_string(i) + ": NORMAL length " + std::to_string(rec.length) +
                    " != page size " + std::to_string(b.page_size));
         }
-        payload += rec.length;
+        if (!rec.placed) payload += rec.length;
         break;
       case PageKind::kZero:
         covers = rec.length;
@@ -325,6 +337,106 @@ Hello decode_hello(const uint8_t* body, size_t n, uint32_t channel, uint64_t pac
   }
   r.end();
   return h;
+}
+
+std::vector<uint8_t> encode_hello_ack(const HelloAck& a) {
+  BodyWriter w;
+  w.u8(a.mode);
+  w.str(a.reason);
+  if (a.mode != 1) return w.bytes();
+  w.u32(a.channels);
+  w.u32(static_cast<uint32_t>(a.blocks.size()));
+  for (const auto& b : a.blocks) {
+    w.u32(b.id);
+    w.u64(b.addr);
+    w.u64(b.length);
+    for (uint64_t k : b.keys) w.u64(k);
+  }
+  return w.bytes();
+}
+
+HelloAck decode_hello_ack(const uint8_t* body, size_t n, uint32_t channel, uint64_t packet) {
+  BodyReader r(body, n, channel, packet);
+  HelloAck a;
+  a.mode = r.u8("placement mode");
+  a.reason = r.str("placement reason");
+  if (a.mode > 1) {
+    fail(channel, packet, kHeaderSize, "HELLO_ACK placement mode " + std::to_string(a.mode));
+  }
+  if (a.mode == 1) {
+    a.channels = r.u32("placement channels");
+    if (a.channels == 0 || a.channels > kMaxChannels) {
+      fail(channel, packet, r.offset() - 4,
+           "HELLO_ACK placement for " + std::to_string(a.channels) + " channels");
+    }
+    const uint32_t nblocks = r.u32("placement nblocks");
+    if (nblocks > kMaxBlocks) {
+      fail(channel, packet, r.offset() - 4,
+           "HELLO_ACK placement for " + std::to_string(nblocks) + " blocks");
+    }
+    for (uint32_t i = 0; i < nblocks; ++i) {
+      HelloAck::Block b;
+      b.id = r.u32("placement block id");
+      b.addr = r.u64("placement block address");
+      b.length = r.u64("placement block length");
+      for (uint32_t c = 0; c < a.channels; ++c) b.keys.push_back(r.u64("placement rkey"));
+      a.blocks.push_back(std::move(b));
+    }
+  }
+  r.end();
+  return a;
+}
+
+std::vector<std::vector<transport::RemoteRegion>> validate_placement(
+    const HelloAck& a, const std::vector<RamBlock>& blocks, uint32_t channels) {
+  auto bad = [](const std::string& what) -> MigrationError {
+    return MigrationError("destination's RDMA placement advertisement rejected: " + what);
+  };
+  if (a.mode != 1) throw bad("mode " + std::to_string(a.mode) + " is not RDMA placement");
+  if (a.channels != channels) {
+    throw bad("it covers " + std::to_string(a.channels) + " channels, the session has " +
+              std::to_string(channels));
+  }
+  if (a.blocks.size() != blocks.size()) {
+    throw bad(std::to_string(a.blocks.size()) + " blocks advertised, the source has " +
+              std::to_string(blocks.size()));
+  }
+  std::vector<std::vector<transport::RemoteRegion>> out(
+      channels, std::vector<transport::RemoteRegion>(blocks.size()));
+  std::vector<bool> seen(blocks.size(), false);
+  for (const auto& b : a.blocks) {
+    if (b.id >= blocks.size()) {
+      throw bad("block id " + std::to_string(b.id) + " but the source has only " +
+                std::to_string(blocks.size()) + " blocks");
+    }
+    const RamBlock& mine = blocks[b.id];
+    if (seen[b.id]) throw bad("block '" + mine.name + "' advertised twice");
+    seen[b.id] = true;
+    if (b.length != mine.size) {
+      throw bad("block '" + mine.name + "': advertised length " + std::to_string(b.length) +
+                " != block size " + std::to_string(mine.size));
+    }
+    if (b.addr == 0 || b.addr + b.length < b.addr) {
+      throw bad("block '" + mine.name + "': region at " + std::to_string(b.addr) + " of " +
+                std::to_string(b.length) + " bytes " +
+                (b.addr == 0 ? "has a null address" : "wraps the address space"));
+    }
+    if (b.keys.size() != channels) {
+      throw bad("block '" + mine.name + "': " + std::to_string(b.keys.size()) + " keys for " +
+                std::to_string(channels) + " channels");
+    }
+    for (uint32_t c = 0; c < channels; ++c) {
+      if (b.keys[c] > 0xFFFFFFFFull) {
+        throw bad("block '" + mine.name + "', channel " + std::to_string(c) + ": key " +
+                  std::to_string(b.keys[c]) + " is not a 32-bit rkey");
+      }
+      out[c][b.id] = transport::RemoteRegion{b.addr, b.length, b.keys[c]};
+    }
+  }
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (!seen[i]) throw bad("block '" + blocks[i].name + "' missing");
+  }
+  return out;
 }
 
 void encode_counts(BodyWriter& w, const PageCounts& c) {

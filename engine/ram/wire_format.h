@@ -16,7 +16,10 @@
 //   36  4   checksum of bytes 0..35
 //
 // DATA: record_count 12-byte records, then the payloads in record order:
-//   u32 page index in the block, u32 length, u8 kind (PageKind), 3 reserved zero bytes.
+//   u32 page index in the block, u32 length, u8 kind (PageKind), u8 record flags, 2 reserved
+//   zero bytes. Record flag kRecordPlaced (NORMAL only, only towards a destination that
+//   advertised RDMA placement): the page's bytes were RDMA-written straight into the
+//   destination page before this packet on the same channel; no payload follows for it.
 //   NORMAL: length == page size, the page's bytes. ZERO: length = number of consecutive zero
 //   pages starting at the index (a run), no payload. XBZRLE: a delta of `length` bytes against
 //   the destination's current page. LZ4: `length` bytes of LZ4 block decoding to one page.
@@ -29,7 +32,18 @@
 // Control (channel 0 only; bodies are little-endian fields, strings as u16 length + bytes):
 //   HELLO     src->dst  u32 channels, u32 batch_pages, u32 owned_payload_cap, u32 flags,
 //                       u32 nblocks, nblocks x (string name, u64 size, u64 page size)
-//   HELLO_ACK dst->src  empty
+//   HELLO_ACK dst->src  empty, or (when HELLO has kHelloFlagRdmaPlacement) the placement
+//                       answer: u8 mode (0 = stream, 1 = RDMA placement), string reason (why
+//                       stream; empty otherwise), and for mode 1: u32 channels, u32 nblocks,
+//                       nblocks x (u32 block id, u64 addr, u64 length, channels x u64 rkey):
+//                       each block registered with every channel. The source checks it against
+//                       its own blocks (validate_placement) before writing anything.
+//   SYNC_ACK  dst->src  data channel, placement only: header only, page count = iteration. A
+//                       receiver sends it after its SYNC(n) passed the barrier, i.e. once every
+//                       channel's records up to SYNC(n) were applied; a sender posts no RDMA
+//                       WRITE of iteration n+1 before it has it (an in-flight ZERO/XBZRLE record
+//                       of iteration n must not be applied over a newer placed page). None for
+//                       the final SYNC. Packet numbers continue those of the direction.
 //   ERROR     either    string message: the peer's reason for giving up (the destination sends
 //                       it for refusals during setup and completion; mid-stream failures abort
 //                       the channels instead, as no thread is free to write channel 0 then)
@@ -37,6 +51,17 @@
 //   CONFIRM   dst->src  PageCounts received (4 x u64)
 //   VERIFY    src->dst  empty: destination, hash your blocks
 //   HASHES    dst->src  u32 nblocks, nblocks x u64 hash
+//   DEVICE    src->dst  (guest stopped, after the final SYNC, before COMPLETE; only when
+//                       devices are registered) one device section, byte for byte as QEMU's
+//                       savevm.c writes it (big-endian, unlike the other bodies): u8 0x04
+//                       SECTION_FULL, be32 section id, u8 len + idstr, be32 instance id, be32
+//                       version id, the vmstate body (engine/vmstate binary encoding), u8 0x7e
+//                       SECTION_FOOTER, be32 section id. One packet per device.
+//   VMDESC    src->dst  after the DEVICE packets: u32 number of DEVICE packets, then QEMU's
+//                       vmdesc trailer: u8 0x06, be32 length, that many bytes of JSON describing
+//                       every device (engine/vmstate/vmdesc_json.h). The destination loads the
+//                       devices (post_load hooks) before it answers COMPLETE; a refusal is an
+//                       ERROR in place of CONFIRM.
 //   DONE      src->dst  u8 result (0 = completed, not verified; 1 = completed, hashes equal;
 //                       2 = failed: hashes differ), string message (why, for 2)
 //
@@ -52,6 +77,7 @@
 #include <vector>
 
 #include "engine/migration.h"
+#include "transports/transport.h"
 
 namespace ferry::wire {
 
@@ -77,11 +103,17 @@ enum class PacketType : uint8_t {
   kVerify = 8,
   kHashes = 9,
   kDone = 10,
+  kDevice = 11,  // device state (engine/device): one QEMU section per packet
+  kVmdesc = 12,  // after the DEVICE packets: their count and the JSON description
+  kSyncAck = 32,  // placement only; numbered apart from the sequential control types
 };
 const char* type_name(PacketType t);
 
 inline constexpr uint16_t kFlagFinal = 1;       // SYNC: the last one; no DATA follows
 inline constexpr uint32_t kHelloFlagVerify = 1;  // HELLO: a VERIFY will follow COMPLETE
+// HELLO: every source channel can RDMA-write; advertise your blocks in HELLO_ACK.
+inline constexpr uint32_t kHelloFlagRdmaPlacement = 2;
+inline constexpr uint8_t kRecordPlaced = 1;  // record flags (byte 9)
 
 struct Header {
   PacketType type = PacketType::kData;
@@ -98,6 +130,7 @@ struct Record {
   uint32_t page = 0;
   uint32_t length = 0;
   PageKind kind = PageKind::kNormal;
+  bool placed = false;  // kRecordPlaced: bytes already RDMA-written, no payload
 };
 
 // "channel C, packet P, offset O: what".
@@ -115,7 +148,8 @@ inline void encode_record(const Record& r, uint8_t* out) {
   std::memcpy(out, &r.page, 4);  // little-endian hosts only (static_assert in the .cc)
   std::memcpy(out + 4, &r.length, 4);
   out[8] = static_cast<uint8_t>(r.kind);
-  out[9] = out[10] = out[11] = 0;
+  out[9] = r.placed ? kRecordPlaced : 0;
+  out[10] = out[11] = 0;
 }
 
 // What the receiver owns, to check DATA against.
@@ -123,6 +157,7 @@ struct DataLimits {
   const std::vector<RamBlock>* blocks = nullptr;
   uint32_t max_records = 0;       // batch_pages from HELLO
   size_t owned_payload_cap = 0;   // from HELLO, bounded by kMaxOwnedPayload
+  bool placement = false;         // we advertised RDMA placement: placed NORMAL records allowed
 };
 // Checks a DATA header's counts against the limits (before the records are read).
 void check_data_header(const Header& h, uint32_t channel, const DataLimits& lim);
@@ -185,6 +220,28 @@ struct Hello {
 };
 std::vector<uint8_t> encode_hello(const Hello& h);
 Hello decode_hello(const uint8_t* body, size_t n, uint32_t channel, uint64_t packet);
+
+// HELLO_ACK's placement answer (see the spec above).
+struct HelloAck {
+  uint8_t mode = 0;  // 0 stream, 1 RDMA placement
+  std::string reason;
+  uint32_t channels = 0;
+  struct Block {
+    uint32_t id = 0;
+    uint64_t addr = 0;
+    uint64_t length = 0;
+    std::vector<uint64_t> keys;  // one per channel
+  };
+  std::vector<Block> blocks;
+};
+std::vector<uint8_t> encode_hello_ack(const HelloAck& a);
+// Decodes the body (bounds only; validate_placement checks it against the source's blocks).
+HelloAck decode_hello_ack(const uint8_t* body, size_t n, uint32_t channel, uint64_t packet);
+// The source's check of the destination's advertisement: mode 1, the channel count, every block
+// exactly once, length == the block's size, addr + length without overflow, keys of 32 bits.
+// Returns [channel][block] regions; throws MigrationError naming what is wrong.
+std::vector<std::vector<transport::RemoteRegion>> validate_placement(
+    const HelloAck& a, const std::vector<RamBlock>& blocks, uint32_t channels);
 
 void encode_counts(BodyWriter& w, const PageCounts& c);
 PageCounts decode_counts(BodyReader& r);

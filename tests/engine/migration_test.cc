@@ -11,6 +11,7 @@
 #include "engine/migration.h"
 #include "engine/ram/page_hash.h"
 #include "tests/engine/migration_test_util.h"
+#include "transports/rdma/rdma_transport.h"
 
 namespace ferry {
 namespace {
@@ -164,6 +165,8 @@ TEST_P(EngineMigrate, ConcurrentWriterEndsByteIdentical) {
   EXPECT_EQ(o.src.status, "completed");
   EXPECT_TRUE(o.src.verified);
   EXPECT_TRUE(o.dst.verified);
+  EXPECT_EQ(o.src.placement, "stream");  // tcp cannot RDMA-write
+  EXPECT_EQ(o.src.placed_pages, 0u);
   EXPECT_EQ(o.src.pages.total(), o.dst.pages.total());
   EXPECT_GE(o.src.pages.total(), (7u << 20) / 4096);  // the bulk pass alone
   EXPECT_TRUE(o.src.iterations.back().final_pass);
@@ -199,6 +202,120 @@ INSTANTIATE_TEST_SUITE_P(ChannelsCodecs, EngineMigrate,
                            return std::to_string(std::get<0>(info.param)) + "ch_" +
                                   kCodecs[std::get<1>(info.param)].name;
                          });
+
+// The same over rdma (RDMA WRITE placement of NORMAL pages): runs where an RDMA device exists,
+// i.e. inside tools/rxe/run-in-vm (tests/rxe, label rxe), which sets FERRY_RXE_SERVER_ADDR.
+std::string rdma_uri_or_skip_reason(std::string* uri) {
+  std::string why = transport::rdma::unavailable_reason();
+  const char* a = std::getenv("FERRY_RXE_SERVER_ADDR");
+  if (why.empty() && !a) why = "FERRY_RXE_SERVER_ADDR unset (run under tools/rxe/run-in-vm)";
+  if (why.empty()) *uri = std::string("rdma:") + a + ":0";
+  return why;
+}
+
+class EngineMigrateRdma : public ::testing::TestWithParam<std::tuple<uint32_t, int>> {};
+
+TEST_P(EngineMigrateRdma, ConcurrentWriterPlacedByteIdentical) {
+  std::string uri;
+  if (std::string why = rdma_uri_or_skip_reason(&uri); !why.empty()) GTEST_SKIP() << why;
+  const auto [channels, codec_index] = GetParam();
+  const Codecs& c = kCodecs[codec_index];
+  Guest g({{"ram0", 6 << 20, 4096}, {"vram", 1 << 20, 4096}}, 31 + channels);
+  MigrationConfig cfg;
+  cfg.zero_pages = c.zero;
+  cfg.xbzrle = c.xbzrle;
+  cfg.lz4 = c.lz4;
+  cfg.xbzrle_cache_bytes = 4 << 20;
+  cfg.max_iterations = 4;
+  cfg.downtime_limit = std::chrono::milliseconds(0);
+  cfg.verify = true;
+  g.start_writers();
+  const Outcome o = migrate(g, cfg, stop_writers_hooks(g), uri, channels);
+  g.stop_writers();
+  ASSERT_EQ(o.src_err, "");
+  ASSERT_EQ(o.dst_err, "");
+  g.expect_identical();
+  g.expect_source_untouched();
+  EXPECT_TRUE(o.src.verified);
+  EXPECT_TRUE(o.dst.verified);
+  EXPECT_EQ(o.src.placement, "rdma-write");
+  EXPECT_EQ(o.src.placed_pages, o.src.pages.normal);  // every NORMAL page went by RDMA WRITE
+  if (!c.lz4) {
+    EXPECT_GT(o.src.placed_pages, 0u);  // with LZ4 nearly every page compresses
+  }
+  EXPECT_EQ(o.src.placed_pages, o.dst.placed_pages);
+  EXPECT_EQ(o.src.pages.total(), o.dst.pages.total());
+  EXPECT_EQ(o.dst.iterations, o.src.iterations.size());
+  std::printf("[ stats    ] rdma %u ch %s: %zu iterations, %.2f s, pages normal %llu (placed %llu) "
+              "zero %llu xbzrle %llu lz4 %llu\n",
+              channels, c.name, o.src.iterations.size(), o.src.total_seconds,
+              (unsigned long long)o.src.pages.normal, (unsigned long long)o.src.placed_pages,
+              (unsigned long long)o.src.pages.zero, (unsigned long long)o.src.pages.xbzrle,
+              (unsigned long long)o.src.pages.lz4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Rdma, EngineMigrateRdma,
+                         ::testing::Combine(::testing::Values(1u, 2u), ::testing::Values(1, 4)),
+                         [](const auto& info) {
+                           return std::to_string(std::get<0>(info.param)) + "ch_" +
+                                  kCodecs[std::get<1>(info.param)].name;
+                         });
+
+// Placed pages of iteration n+1 must not land before another channel's ZERO/XBZRLE records of
+// iteration n were applied (SYNC_ACK): pages move between channels every iteration and probe
+// groups flip between data and zero.
+TEST(EngineMigrationRdma, SyncAckKeepsPlacedPagesInOrderAcrossChannels) {
+  std::string uri;
+  if (std::string why = rdma_uri_or_skip_reason(&uri); !why.empty()) GTEST_SKIP() << why;
+  constexpr size_t kPage = 4096;
+  constexpr size_t kGroup = 16;
+  Guest g({{"ram0", 96 * kGroup * kPage, kPage}}, 23);
+  MigrationConfig cfg;
+  cfg.batch_pages = kGroup;
+  cfg.rotate_partition_for_testing = true;
+  cfg.max_iterations = 4;
+  cfg.downtime_limit = std::chrono::milliseconds(0);
+  cfg.auto_converge = false;
+  cfg.verify = true;
+  uint8_t* src = g.src[0]->data();
+  uint8_t* shadow = g.shadow[0]->data();
+  auto write_group = [&](size_t group, int v) {
+    std::memset(src + group * kGroup * kPage, v, kGroup * kPage);
+    std::memset(shadow + group * kGroup * kPage, v, kGroup * kPage);
+    g.marks[0]->mark_range(group * kGroup, kGroup);
+  };
+  // A writer keeps groups 0..7 dirty (so the run iterates); the hook flips the even groups
+  // above between data and zero, so consecutive passes alternate (a hook's writes go in the
+  // pass after next), ending with a ZERO pass followed by the final pass placing data: a ZERO
+  // record applied late would leave zeros behind.
+  GuestWriter writer(src, 8 * kGroup * kPage, kPage, g.marks[0], 98, shadow);
+  MigrationHooks h;
+  h.stop_guest = [&] { writer.stop(); };
+  h.on_iteration = [&](const IterationStats& is) {
+    if (is.final_pass) return;
+    const uint32_t left = cfg.max_iterations - is.iteration;
+    const bool data = left == 0 || left % 2 == 1;
+    for (size_t gr = 32; gr < 96; gr += 2) {
+      write_group(gr, data ? 0x5A + static_cast<int>(is.iteration) : 0);
+    }
+  };
+  writer.start();
+  // Channel 0's receiver lags: its ZERO records of iteration n are still queued when channel
+  // 1 reaches SYNC(n).
+  const Outcome o = migrate(g, cfg, std::move(h), uri, 2, {},
+                            [](std::vector<transport::ChannelPtr>& dst) {
+                              dst[0] = std::make_unique<testing::DelayRecvChannel>(
+                                  std::move(dst[0]), std::chrono::microseconds(5000));
+                            });
+  writer.stop();
+  ASSERT_EQ(o.src_err, "");
+  ASSERT_EQ(o.dst_err, "");
+  g.expect_identical();
+  EXPECT_EQ(o.src.placement, "rdma-write");
+  EXPECT_GT(o.src.placed_pages, 0u);
+  EXPECT_TRUE(o.src.verified);
+  EXPECT_EQ(o.src.iterations.size(), cfg.max_iterations + 2u);  // bulk, 4, final
+}
 
 TEST(EngineMigration, UnixSocketTwoChannels) {
   Guest g({{"ram0", 4 << 20, 4096}}, 3);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <future>
 
 #include "engine/migration.h"
@@ -301,6 +302,151 @@ TEST(EngineWire, HelloTruncatedBodyNamesField) {
   } catch (const MigrationError& e) {
     EXPECT_NE(std::string(e.what()).find("block page size"), std::string::npos) << e.what();
   }
+}
+
+
+// ---- RDMA placement: the destination's advertisement, checked by the source ----------------
+
+std::vector<RamBlock> placement_blocks() {
+  static uint8_t a[2 * kPage], b[4 * kPage];
+  return {RamBlock{"ram0", a, sizeof a, kPage}, RamBlock{"vram", b, sizeof b, kPage}};
+}
+
+wire::HelloAck good_ack(uint32_t channels) {
+  wire::HelloAck a;
+  a.mode = 1;
+  a.channels = channels;
+  const auto blocks = placement_blocks();
+  for (uint32_t i = 0; i < blocks.size(); ++i) {
+    wire::HelloAck::Block b;
+    b.id = i;
+    b.addr = 0x7f0000000000ull + i * (1u << 20);
+    b.length = blocks[i].size;
+    for (uint32_t c = 0; c < channels; ++c) b.keys.push_back(100 * (c + 1) + i);
+    a.blocks.push_back(b);
+  }
+  return a;
+}
+
+// Round trip through the bytes, then validation; returns the error ("" = accepted).
+std::string placement_error(const wire::HelloAck& a, uint32_t channels) {
+  try {
+    const auto body = wire::encode_hello_ack(a);
+    const auto d = wire::decode_hello_ack(body.data(), body.size(), 0, 2);
+    wire::validate_placement(d, placement_blocks(), channels);
+    return "";
+  } catch (const MigrationError& e) {
+    return e.what();
+  }
+}
+
+TEST(EnginePlacement, GoodAdvertisementGivesRegionsPerChannelAndBlock) {
+  const auto a = good_ack(2);
+  const auto body = wire::encode_hello_ack(a);
+  const auto d = wire::decode_hello_ack(body.data(), body.size(), 0, 2);
+  const auto r = wire::validate_placement(d, placement_blocks(), 2);
+  ASSERT_EQ(r.size(), 2u);
+  ASSERT_EQ(r[1].size(), 2u);
+  EXPECT_EQ(r[1][1].addr, a.blocks[1].addr);
+  EXPECT_EQ(r[1][1].length, 4 * kPage);
+  EXPECT_EQ(r[1][1].key, 201u);
+  EXPECT_EQ(r[0][0].key, 100u);
+}
+
+TEST(EnginePlacement, BlocksInAnyOrderAccepted) {
+  auto a = good_ack(1);
+  std::swap(a.blocks[0], a.blocks[1]);
+  EXPECT_EQ(placement_error(a, 1), "");
+}
+
+TEST(EnginePlacement, BadAdvertisementsRefusedNamingTheProblem) {
+  struct Case {
+    const char* name;
+    std::function<void(wire::HelloAck&)> lie;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {"missing block", [](wire::HelloAck& a) { a.blocks.pop_back(); }, "1 blocks advertised"},
+      {"duplicate", [](wire::HelloAck& a) { a.blocks[1].id = 0; }, "'ram0' advertised twice"},
+      {"unknown id", [](wire::HelloAck& a) { a.blocks[1].id = 7; }, "block id 7"},
+      {"short", [](wire::HelloAck& a) { a.blocks[0].length -= 1; }, "advertised length 8191"},
+      {"long", [](wire::HelloAck& a) { a.blocks[1].length += kPage; }, "!= block size 16384"},
+      {"wraps", [](wire::HelloAck& a) { a.blocks[1].addr = ~0ull - kPage; }, "wraps"},
+      {"null", [](wire::HelloAck& a) { a.blocks[0].addr = 0; }, "null address"},
+      {"wide key", [](wire::HelloAck& a) { a.blocks[0].keys[1] = 1ull << 32; }, "32-bit rkey"},
+      {"channels", [](wire::HelloAck& a) {
+         a.channels = 1;
+         for (auto& b : a.blocks) b.keys.resize(1);
+       }, "covers 1 channels, the session has 2"},
+  };
+  for (const auto& c : cases) {
+    auto a = good_ack(2);
+    c.lie(a);
+    const std::string err = placement_error(a, 2);
+    EXPECT_NE(err.find("placement advertisement rejected"), std::string::npos) << c.name << ": " << err;
+    EXPECT_NE(err.find(c.expect), std::string::npos) << c.name << ": " << err;
+  }
+}
+
+TEST(EnginePlacement, StreamAnswerAndMalformedBodies) {
+  wire::HelloAck s;
+  s.reason = "no memlock";
+  auto body = wire::encode_hello_ack(s);
+  const auto d = wire::decode_hello_ack(body.data(), body.size(), 0, 2);
+  EXPECT_EQ(d.mode, 0);
+  EXPECT_EQ(d.reason, "no memlock");
+  EXPECT_THROW(wire::validate_placement(d, placement_blocks(), 1), MigrationError);
+  // Truncated inside the keys; a mode that does not exist; trailing bytes.
+  body = wire::encode_hello_ack(good_ack(2));
+  EXPECT_THROW(wire::decode_hello_ack(body.data(), body.size() - 4, 0, 2), MigrationError);
+  auto extra = body;
+  extra.push_back(0);
+  EXPECT_THROW(wire::decode_hello_ack(extra.data(), extra.size(), 0, 2), MigrationError);
+  body[0] = 9;
+  EXPECT_THROW(wire::decode_hello_ack(body.data(), body.size(), 0, 2), MigrationError);
+}
+
+TEST(EnginePlacement, PlacedRecordsOnlyWhenAdvertisedAndOnlyNormal) {
+  std::vector<uint8_t> mem(4 * kPage);
+  std::vector<RamBlock> blocks{RamBlock{"ram0", mem.data(), mem.size(), kPage}};
+  wire::DataLimits lim;
+  lim.blocks = &blocks;
+  lim.max_records = 4;
+  lim.owned_payload_cap = 4 * kPage;
+  auto decode = [&](std::vector<wire::Record> recs, uint32_t payload) {
+    std::vector<uint8_t> bytes(recs.size() * wire::kRecordSize);
+    uint32_t pages = 0;
+    for (size_t i = 0; i < recs.size(); ++i) {
+      wire::encode_record(recs[i], bytes.data() + i * wire::kRecordSize);
+      pages += recs[i].kind == PageKind::kZero ? recs[i].length : 1;
+    }
+    wire::Header h;
+    h.packet = 5;
+    h.records = static_cast<uint32_t>(recs.size());
+    h.pages = pages;
+    h.payload = payload;
+    std::vector<wire::Record> out(recs.size());
+    wire::decode_records(h, bytes.data(), 1, lim, out.data());
+    return out;
+  };
+  const wire::Record placed{0, kPage, PageKind::kNormal, true};
+  const wire::Record normal{1, kPage, PageKind::kNormal, false};
+  // Not advertised: refused.
+  try {
+    decode({placed}, 0);
+    FAIL();
+  } catch (const MigrationError& e) {
+    EXPECT_NE(std::string(e.what()).find("no RDMA placement was advertised"), std::string::npos)
+        << e.what();
+  }
+  lim.placement = true;
+  // Advertised: no payload for the placed page, the stream one still carries its bytes.
+  const auto out = decode({placed, normal}, kPage);
+  EXPECT_TRUE(out[0].placed);
+  EXPECT_FALSE(out[1].placed);
+  EXPECT_THROW(decode({placed, normal}, 2 * kPage), MigrationError);  // payload lie
+  // A placed ZERO run is nonsense.
+  EXPECT_THROW(decode({wire::Record{0, 2, PageKind::kZero, true}}, 0), MigrationError);
 }
 
 }  // namespace

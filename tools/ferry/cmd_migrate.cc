@@ -39,6 +39,7 @@ struct ChildReport {
   uint32_t verified = 0;
   uint64_t hash = 0;
   uint64_t normal = 0, zero = 0, xbzrle = 0, lz4 = 0, zero_skipped = 0, wire_bytes = 0;
+  uint64_t placed = 0;
   uint32_t iterations = 0;
   double seconds = 0;
   char error[1024] = {};
@@ -105,15 +106,21 @@ int run_demo(MigrateOptions o) {
     std::cerr << prog << ": " << err << "\n";
     return kExitUsage;
   }
+  // rdma: verbs and rdma_cm state must not cross a fork (the child could not use the parent's
+  // device contexts), so the destination child listens itself and reports its address over
+  // a pipe; the parent touches no RDMA device before it connects.
+  const bool listen_in_child = o.uri.rfind("rdma:", 0) == 0;
   std::unique_ptr<transport::Listener> listener;
-  try {
-    listener = transport::listen(o.uri, o.transport_options(o.channels));
-  } catch (const std::exception& e) {
-    std::cerr << prog << ": cannot listen on " << o.uri << ": " << e.what() << "\n";
-    return kExitFailure;
+  if (!listen_in_child) {
+    try {
+      listener = transport::listen(o.uri, o.transport_options(o.channels));
+    } catch (const std::exception& e) {
+      std::cerr << prog << ": cannot listen on " << o.uri << ": " << e.what() << "\n";
+      return kExitFailure;
+    }
   }
-  int pfd[2];
-  if (::pipe2(pfd, O_CLOEXEC) != 0) {
+  int pfd[2], afd[2];
+  if (::pipe2(pfd, O_CLOEXEC) != 0 || ::pipe2(afd, O_CLOEXEC) != 0) {
     std::cerr << prog << ": pipe: " << std::strerror(errno) << "\n";
     return kExitFailure;
   }
@@ -132,7 +139,23 @@ int run_demo(MigrateOptions o) {
     if (::getppid() != parent) ::_exit(kExitFailure);
     ::signal(SIGINT, SIG_IGN);  // the parent cancels; the child then sees the session end
     ::close(pfd[0]);
-    RecvOutcome r = receive_image(o, *listener);
+    ::close(afd[0]);
+    RecvOutcome r;
+    if (listen_in_child) {
+      try {
+        listener = transport::listen(o.uri, o.transport_options(o.channels));
+      } catch (const std::exception& e) {
+        r.error = "cannot listen on " + o.uri + ": " + e.what();
+      }
+    }
+    if (listener && listen_in_child) {
+      const std::string a = listener->address();
+      const uint32_t n = static_cast<uint32_t>(a.size());
+      write_all(afd[1], &n, sizeof n);
+      write_all(afd[1], a.data(), a.size());
+    }
+    ::close(afd[1]);  // the parent reads the address (rdma) or nothing (it listened itself)
+    if (listener) r = receive_image(o, *listener);
     ChildReport rep;
     rep.ok = r.ok;
     rep.verified = r.stats.verified;
@@ -142,6 +165,7 @@ int run_demo(MigrateOptions o) {
     rep.xbzrle = r.stats.pages.xbzrle;
     rep.lz4 = r.stats.pages.lz4;
     rep.zero_skipped = r.stats.zero_pages_skipped;
+    rep.placed = r.stats.placed_pages;
     rep.wire_bytes = r.stats.wire_bytes;
     rep.iterations = r.stats.iterations;
     rep.seconds = r.stats.seconds;
@@ -150,10 +174,32 @@ int run_demo(MigrateOptions o) {
     ::_exit(r.ok ? kExitOk : kExitFailure);
   }
   ::close(pfd[1]);
-  if (!o.quiet) {
-    std::cout << "destination: process " << pid << " listening on " << listener->address() << "\n";
+  ::close(afd[1]);
+  std::string address;
+  if (listener) {
+    address = listener->address();
+  } else {
+    uint32_t n = 0;
+    if (read_all(afd[0], &n, sizeof n) == sizeof n && n < 4096) {
+      address.resize(n);
+      if (read_all(afd[0], address.data(), n) != n) address.clear();
+    }
   }
-  SendOutcome s = send_image(o, listener->address(), std::cout);
+  ::close(afd[0]);
+  if (address.empty()) {  // the child could not listen: its report says why
+    ChildReport rep;
+    const size_t got = read_all(pfd[0], &rep, sizeof rep);
+    ::close(pfd[0]);
+    reap(pid, std::chrono::seconds(10));
+    std::cerr << prog << ": destination: "
+              << (got == sizeof rep ? std::string(rep.error) : std::string("ended without a report"))
+              << "\n";
+    return kExitFailure;
+  }
+  if (!o.quiet) {
+    std::cout << "destination: process " << pid << " listening on " << address << "\n";
+  }
+  SendOutcome s = send_image(o, address, std::cout);
   if (!s.ok) ::kill(pid, SIGTERM);
 
   ChildReport rep;
@@ -187,6 +233,7 @@ int run_demo(MigrateOptions o) {
     d.pages.xbzrle = rep.xbzrle;
     d.pages.lz4 = rep.lz4;
     d.zero_pages_skipped = rep.zero_skipped;
+    d.placed_pages = rep.placed;
     d.wire_bytes = rep.wire_bytes;
     d.iterations = rep.iterations;
     d.seconds = rep.seconds;
@@ -274,7 +321,8 @@ std::pair<CLI::App*, Runner> add_demo_command(CLI::App& app) {
       "Live-migrate a synthetic guest memory image (default 2 GiB) that a writer keeps "
       "dirtying, from this process to a forked destination over loopback, and verify it");
   add_migrate_options(sub, *o, kImageOptions | kSourceOptions | kOutputOptions);
-  sub->add_option("--uri", o->uri, "where the destination listens (tcp:HOST:PORT, unix:/path)")
+  sub->add_option("--uri", o->uri,
+                  "where the destination listens (tcp:HOST:PORT, unix:/path, rdma:HOST:PORT)")
       ->capture_default_str();
   return {sub, [o] { return run_demo(*o); }};
 }

@@ -87,6 +87,11 @@ void print_summary(std::ostream& out, const MigrationStats& s) {
   out << "xbzrle:        " << s.xbzrle_cache_hits << " cache hits, " << s.xbzrle_cache_misses
       << " misses, " << s.xbzrle_overflows << " overflows, "
       << fmt("%.1f MiB", static_cast<double>(s.xbzrle_bytes) / kMiB) << " of deltas\n";
+  if (!s.placement.empty()) {
+    out << "placement:     " << s.placement;
+    if (s.placed_pages) out << " (" << s.placed_pages << " pages RDMA-written into place)";
+    out << "\n";
+  }
   if (!s.dirty_tracking.empty()) out << "dirty tracking: " << s.dirty_tracking << "\n";
   if (!s.converged_by.empty()) out << "converged by:  " << s.converged_by << "\n";
   if (s.iterations.empty()) return;

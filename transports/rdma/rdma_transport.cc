@@ -35,8 +35,13 @@ constexpr size_t kMaxWriteWr = 1 << 20;  // bytes per RDMA WRITE work request
 std::atomic<uint64_t> g_pinned{0};  // bytes this process registered through this transport
 
 std::string wc_text(const ibv_wc& wc) {
+  std::string hint;
+  if (wc.status == IBV_WC_REM_ACCESS_ERR || wc.status == IBV_WC_RETRY_EXC_ERR ||
+      wc.status == IBV_WC_REM_INV_REQ_ERR || wc.status == IBV_WC_REM_OP_ERR) {
+    hint = "; the peer is gone (process ended, memory deregistered) or refused the request";
+  }
   return std::string(ibv_wc_status_str(wc.status)) + " (status " + std::to_string(wc.status) +
-         ", vendor error " + std::to_string(wc.vendor_err) + ")";
+         ", vendor error " + std::to_string(wc.vendor_err) + ")" + hint;
 }
 
 const char* opcode_name(ibv_wc_opcode op) {
@@ -292,6 +297,7 @@ class Endpoint {
   // Waits for a completion, a connection event or abort(); `timeout` 0 = forever. Throws on
   // abort and when the wait passes the timeout with nothing at all happening.
   void wait_progress(const char* op, std::chrono::milliseconds timeout) {
+    flush_batch();  // never wait while bytes the peer may be waiting for sit unposted
     handle_cm_events();
     check_errors(op);
     for (int spin = 0; spin < 64; ++spin) {
@@ -348,8 +354,51 @@ class Endpoint {
 
   // Posts iov as SENDs (raddr == 0 and rkey unused) or RDMA WRITEs at raddr. The last WR is
   // signalled. Returns after every WR is posted.
+  // ---- small-send batching -------------------------------------------------------------------
+  // A small send() while earlier work requests are still in flight is copied into the bounce
+  // slot of the next work request and not posted yet; following small sends join it until the
+  // slot is nearly full, anything else is posted, or the caller waits, polls, receives or
+  // closes. One SEND (one RECV at the peer, one completion) then carries many messages. A
+  // small send on an idle queue pair is posted at once, so a lone message is never delayed.
+  static constexpr size_t kBatchMax = 4096;  // sends up to this many bytes may be batched
+
+  bool try_batch(std::span<const iovec> iov, uint64_t bytes, uint64_t cookie, const char* op) {
+    if (bytes == 0 || bytes > kBatchMax) return false;
+    if (batch_open_ && batch_bytes_ + bytes > kMessageBytes) flush_batch();
+    if (!batch_open_) {
+      if (posted_ == completed_) return false;  // idle: post now
+      ensure_sq_space(op);  // reserves the slot of work request posted_
+      if (posted_ == completed_) return false;
+      batch_open_ = true;
+      batch_bytes_ = 0;
+    }
+    uint8_t* slot = send_buf_->data() + (posted_ % kSendDepth) * kMessageBytes;
+    for (const auto& v : iov) {
+      if (v.iov_len == 0) continue;
+      std::memcpy(slot + batch_bytes_, v.iov_base, v.iov_len);
+      batch_bytes_ += v.iov_len;
+    }
+    records_.push_back(Record{cookie, posted_ + 1});
+    if (batch_bytes_ + kBatchMax > kMessageBytes) flush_batch();
+    return true;
+  }
+
+  void flush_batch() {
+    if (!batch_open_) return;
+    batch_open_ = false;
+    Builder b;
+    b.slot = send_buf_->data() + (posted_ % kSendDepth) * kMessageBytes;
+    b.sge[0] = ibv_sge{reinterpret_cast<uint64_t>(b.slot), static_cast<uint32_t>(batch_bytes_),
+                       send_mr_->lkey};
+    b.n = 1;
+    b.bytes = b.bounce = batch_bytes_;
+    batch_bytes_ = 0;
+    post_wr(b, false, 0, 0, true);
+  }
+
   void post_gather(std::span<const iovec> iov, bool write, uint64_t raddr, uint32_t rkey,
                    const char* op) {
+    flush_batch();  // in order: what was batched goes first
     const size_t wr_limit = write ? kMaxWriteWr : kMessageBytes;
     Builder b;
     bool started = false;
@@ -463,8 +512,10 @@ class Endpoint {
     }
     uint64_t bytes = 0;
     for (const auto& v : iov) bytes += v.iov_len;
-    post_gather(iov, false, 0, 0, op);
-    records_.push_back(Record{cookie, posted_});
+    if (!try_batch(iov, bytes, cookie, op)) {
+      post_gather(iov, false, 0, 0, op);
+      records_.push_back(Record{cookie, posted_});
+    }
     stats_.sends++;
     stats_.bytes_sent += bytes;
     report();
@@ -518,6 +569,7 @@ class Endpoint {
 
   size_t poll_completions() {
     if (failed_ || aborted_.load()) return 0;
+    flush_batch();
     poll_cq();
     handle_cm_events();
     check_errors("poll_completions");
@@ -525,6 +577,7 @@ class Endpoint {
   }
 
   void wait_all(const char* op) {
+    flush_batch();
     while (completed_ < posted_ || !records_.empty()) {
       poll_cq();
       report();
@@ -539,6 +592,7 @@ class Endpoint {
 
   // Copies exactly the total of iov. deadline_ms: per wait, 0 = forever.
   void recv(std::span<const iovec> iov, std::chrono::milliseconds timeout, const char* op) {
+    flush_batch();  // the peer may answer only what we batched
     uint64_t total = 0;
     for (const auto& v : iov) total += v.iov_len;
     uint64_t got = 0;
@@ -603,11 +657,16 @@ class Endpoint {
       return;
     }
     wait_all("close");
-    // End of stream: a zero-length SEND.
+    // End of stream: a zero-length SEND. Every byte before it was delivered (the wait above);
+    // a peer that finished and disconnected first has nothing left to learn from it.
     Builder b;
     ensure_sq_space("close");
     post_wr(b, false, 0, 0, true);
-    wait_all("close");
+    try {
+      wait_all("close");
+    } catch (const TransportError&) {
+      if (aborted_.load()) throw;  // only the end-of-stream marker was outstanding
+    }
     closed_ = true;
   }
 
@@ -753,6 +812,8 @@ class Endpoint {
   uint64_t posted_ = 0;     // work requests posted
   uint64_t completed_ = 0;  // every work request below this completed
   uint32_t since_signal_ = 0;
+  bool batch_open_ = false;  // small sends copied into slot posted_ % kSendDepth, not posted
+  size_t batch_bytes_ = 0;
   std::deque<Record> records_;
   std::deque<Ready> ready_;
   std::vector<Region> regions_;

@@ -6,7 +6,11 @@
 // the Channel interface (send/recv) is SEND/RECV: kRecvDepth receive buffers of kMessageBytes are
 // pre-posted; send() cuts the byte stream into messages of at most kMessageBytes, taking pieces
 // that lie in memory registered with register_memory() straight from the caller (zero copy) and
-// copying the others into a registered bounce slot (one per send-queue entry). recv() copies out
+// copying the others into a registered bounce slot (one per send-queue entry). Small sends (up to
+// 4 KiB) made while earlier work requests are in flight are batched: copied into the next slot
+// and posted as one SEND when it is nearly full, when anything else is posted, or when the
+// caller waits, polls, receives or closes (a small send on an idle QP goes at once; 20000 small
+// messages: 64-75 s -> 0.2 s under TCG soft-RoCE). recv() copies out
 // of the receive buffers into the caller's scatter list and reposts each buffer once drained.
 // Flow control is the RC transport's receiver-not-ready retry (rnr_retry_count 7 = retry forever):
 // a sender that outruns the receiver waits in the hardware/rxe, it never loses data.
