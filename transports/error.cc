@@ -1,5 +1,6 @@
 #include "transports/error.h"
 
+#include <cerrno>
 #include <cstring>
 
 namespace ferry::transport {
@@ -30,5 +31,14 @@ TransportError::TransportError(int channel, std::string peer, int error, std::st
       peer_(std::move(peer)),
       error_(error),
       detail_(message) {}
+
+TransportError accept_timeout_error(const std::string& address, uint32_t arrived, uint32_t count,
+                                    long long timeout_ms, const std::string& last_refusal) {
+  std::string msg = "accept: " + std::to_string(arrived) + " of " +
+                    (count ? std::to_string(count) : std::string("?")) +
+                    " channels arrived within " + std::to_string(timeout_ms) + " ms";
+  if (!last_refusal.empty()) msg += "; last refusal: " + last_refusal;
+  return TransportError(-1, address, ETIMEDOUT, msg);
+}
 
 }  // namespace ferry::transport

@@ -3,6 +3,7 @@
 // peer, and the errno text when the failure came from the kernel.
 #pragma once
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -28,5 +29,10 @@ class TransportError : public std::runtime_error {
   int error_;
   std::string detail_;
 };
+
+// What every Listener::accept() throws when its session is incomplete at accept_timeout:
+// "accept: 1 of 4 channels arrived within 60000 ms; last refusal: ..." (count 0 = not known yet).
+TransportError accept_timeout_error(const std::string& address, uint32_t arrived, uint32_t count,
+                                    long long timeout_ms, const std::string& last_refusal);
 
 }  // namespace ferry::transport

@@ -21,6 +21,7 @@
 #include "engine/stream/block_name.h"
 #include "engine/stream/stream_format.h"
 #include "engine/stream/summary.h"
+#include "tests/stream/handmade_device.h"
 
 namespace {
 
@@ -30,17 +31,7 @@ constexpr uint64_t kMaxRam = uint64_t{8} << 20;
 
 // The device of the hand-built seed streams (make_seeds.cc), so the --vmdesc pass decodes
 // device sections of mutated seeds.
-constexpr const char* kVmdesc = R"({"page_size": 4096, "devices": [
-  {"name": "dev", "instance_id": 0, "vmsd_name": "dev", "version": 1, "fields": [
-    {"name": "a", "type": "uint16", "size": 2},
-    {"name": "b", "type": "int32", "size": 4},
-    {"name": "flag", "type": "bool", "size": 1},
-    {"name": "buf", "type": "buffer", "size": 3},
-    {"name": "arr", "array_len": 2, "type": "uint8", "size": 1},
-    {"name": "s", "type": "struct", "struct": {"vmsd_name": "s", "version": 1,
-      "fields": [{"name": "x", "type": "uint32", "size": 4}]}, "size": 4}],
-   "subsections": [{"vmsd_name": "dev/sub", "version": 1,
-      "fields": [{"name": "y", "type": "uint8 equal", "size": 1}]}]}]})";
+const char* const kVmdesc = ferry::stream::test::kHandmadeDeviceVmdesc;
 
 [[noreturn]] void fail(const std::string& what) {
   std::fprintf(stderr, "fuzz_qemu_stream: property violated: %s\n", what.c_str());

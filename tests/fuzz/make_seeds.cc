@@ -31,6 +31,7 @@
 #include "engine/vmstate/walker.h"
 #include "tests/stream/stream_builder.h"
 #include "tests/vmstate/fixtures.h"
+#include "tests/stream/handmade_device.h"
 
 namespace {
 
@@ -83,17 +84,7 @@ int write_vmstate_seeds(const fs::path& dir) {
 
 // The stream of tests/stream/handmade_stream_test.cc (good_stream), device "dev" matching the
 // vmdesc that fuzz_qemu_stream.cc also passes as --vmdesc.
-constexpr const char* kVmdesc = R"({"page_size": 4096, "devices": [
-  {"name": "dev", "instance_id": 0, "vmsd_name": "dev", "version": 1, "fields": [
-    {"name": "a", "type": "uint16", "size": 2},
-    {"name": "b", "type": "int32", "size": 4},
-    {"name": "flag", "type": "bool", "size": 1},
-    {"name": "buf", "type": "buffer", "size": 3},
-    {"name": "arr", "array_len": 2, "type": "uint8", "size": 1},
-    {"name": "s", "type": "struct", "struct": {"vmsd_name": "s", "version": 1,
-      "fields": [{"name": "x", "type": "uint32", "size": 4}]}, "size": 4}],
-   "subsections": [{"vmsd_name": "dev/sub", "version": 1,
-      "fields": [{"name": "y", "type": "uint8 equal", "size": 1}]}]}]})";
+const char* const kVmdesc = ferry::stream::test::kHandmadeDeviceVmdesc;
 
 Bytes handmade(bool with_vmdesc) {
   stream::test::StreamBuilder b;

@@ -7,6 +7,7 @@
 #include "codecs/xbzrle.h"
 #include "engine/stream/stream_format.h"
 #include "tests/stream/stream_builder.h"
+#include "tests/stream/handmade_device.h"
 
 namespace ferry::stream {
 namespace {
@@ -14,17 +15,7 @@ namespace {
 using test::StreamBuilder;
 using ::testing::HasSubstr;
 
-constexpr const char* kVmdesc = R"({"page_size": 4096, "devices": [
-  {"name": "dev", "instance_id": 0, "vmsd_name": "dev", "version": 1, "fields": [
-    {"name": "a", "type": "uint16", "size": 2},
-    {"name": "b", "type": "int32", "size": 4},
-    {"name": "flag", "type": "bool", "size": 1},
-    {"name": "buf", "type": "buffer", "size": 3},
-    {"name": "arr", "array_len": 2, "type": "uint8", "size": 1},
-    {"name": "s", "type": "struct", "struct": {"vmsd_name": "s", "version": 1,
-      "fields": [{"name": "x", "type": "uint32", "size": 4}]}, "size": 4}],
-   "subsections": [{"vmsd_name": "dev/sub", "version": 1,
-      "fields": [{"name": "y", "type": "uint8 equal", "size": 1}]}]}]})";
+const char* const kVmdesc = test::kHandmadeDeviceVmdesc;
 
 StreamBuilder& dev_payload(StreamBuilder& b) {
   b.be16(0x1234).be32(0xfffffffe).u8(1).raw("abc").u8(7).u8(8).be32(5);

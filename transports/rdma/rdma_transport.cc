@@ -1201,12 +1201,8 @@ std::vector<ChannelPtr> RdmaListener::accept() {
     }
     if (!eps_.empty() && arrived_ == count_) break;
     if (Clock::now() >= deadline) {
-      std::string msg = "accept: " + std::to_string(arrived_) + " of " +
-                        (count_ ? std::to_string(count_) : std::string("?")) +
-                        " channels arrived within " +
-                        std::to_string(opts_.accept_timeout.count()) + " ms";
-      if (!last_refusal_.empty()) msg += "; last refusal: " + last_refusal_;
-      throw TransportError(-1, address_, ETIMEDOUT, msg);
+      throw accept_timeout_error(address_, arrived_, count_, opts_.accept_timeout.count(),
+                                 last_refusal_);
     }
   }
   std::vector<ChannelPtr> out;
