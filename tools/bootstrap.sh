@@ -63,6 +63,24 @@ run_tests() {
   ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 900 "$@"
 }
 
+# report_failures DIR: repeat, at the very end of the run, which tests of DIR failed and the tail
+# of each one's output, so that a CI log cut to its last lines still says what went wrong.
+report_failures() {
+  local dir=$1 failed="$1/Testing/Temporary/LastTestsFailed.log" full="$1/Testing/Temporary/LastTest.log"
+  [ -s "$failed" ] || return 0
+  log "failed in $dir:"
+  local name
+  while IFS= read -r line; do
+    name=${line#*:}
+    printf '  - %s\n' "$name"
+    [ -f "$full" ] || continue
+    # LastTest.log holds each test's output between its "N/M Test: NAME" line and the next one.
+    awk -v want="$name" '
+      / Test: / { cur = $0; sub(/^[0-9]+\/[0-9]+ Test: /, "", cur); on = (cur == want); next }
+      on' "$full" | grep -v -E '^-{10,}$' | tail -n 40 | sed 's/^/      | /'
+  done < "$failed"
+}
+
 case "${1:-}" in
   deps)
     install_deps ;;
@@ -86,7 +104,13 @@ case "${1:-}" in
     # libFuzzer targets (tests/fuzz): clang build in build/fuzz, each target run for a bounded
     # time (tools/fuzz.sh: 30 s each, 10 s when CI=true; FUZZ_SECONDS overrides, 0 = build only).
     tools/fuzz.sh ${FUZZ_SECONDS:+"$FUZZ_SECONDS"} || status=1
-    if [ $status -ne 0 ]; then log "FAILED (see above)"; else log "all test runs passed"; fi
+    if [ $status -ne 0 ]; then
+      report_failures build/release
+      report_failures build/asan
+      log "FAILED (see above)"
+    else
+      log "all test runs passed"
+    fi
     exit $status ;;
   *)
     echo "usage: $0 demo|test|deps|build" >&2
