@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs inside tools/rxe/run-in-vm: live migration over rdma (RDMA WRITE placement), one boot:
-#  1. the engine's rdma end-to-end tests (1 and 2 channels, concurrent writer, SYNC_ACK order)
+#  1. the engine's rdma end-to-end tests (1 and 2 channels, concurrent writer, SYNC_ACK order,
+#     destination process killed: the source fails in bounded time with its memory unchanged)
 #  2. `ferry demo --uri rdma:...` with 1 and 2 channels: exit 0, 'verified', placement rdma-write
 #  3. a RLIMIT_MEMLOCK too small for placement: the demo still works over the stream and the
 #     summary says what placement needs
