@@ -32,6 +32,7 @@ enum Capability : uint64_t {
   kZeroCopySend = 1u << 0,    // sends may be carried without copying (SEND_ZC, RDMA)
   kRemoteWrite = 1u << 1,     // write_remote() places bytes in the peer's registered memory
   kFixedBuffers = 1u << 2,    // register_memory() pins regions for the kernel (io_uring fixed bufs)
+  kOneWay = 1u << 3,          // bytes go one way only (a stream file): the peer can never answer
 };
 using Capabilities = uint64_t;
 

@@ -56,4 +56,16 @@ void ControlLink::send_error(const std::string& message) noexcept {
   }
 }
 
+bool all_one_way(const std::vector<transport::ChannelPtr>& channels) {
+  size_t one_way = 0;
+  for (const auto& c : channels) {
+    if (c && (c->capabilities() & transport::kOneWay)) ++one_way;
+  }
+  if (one_way != 0 && one_way != channels.size()) {
+    throw MigrationError(std::to_string(one_way) + " of " + std::to_string(channels.size()) +
+                         " channels are one-way (stream files): use one kind for all");
+  }
+  return one_way != 0 && one_way == channels.size();
+}
+
 }  // namespace ferry::ram

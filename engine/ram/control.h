@@ -30,4 +30,8 @@ struct ControlLink {
   void send_error(const std::string& message) noexcept;
 };
 
+// True when the channels carry bytes one way only (a stream file, transport::kOneWay): the
+// peer never answers, so neither side waits for, nor sends, a reply. Mixed sets are refused.
+bool all_one_way(const std::vector<transport::ChannelPtr>& channels);
+
 }  // namespace ferry::ram

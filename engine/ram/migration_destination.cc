@@ -78,6 +78,10 @@ DestinationStats MigrationDestination::run(std::vector<transport::ChannelPtr> ch
     }
     const uint32_t n = static_cast<uint32_t>(channels.size());
     link.ch = channels[0].get();
+    // Reading a stream file: the source wrote every message without waiting for us, and
+    // there is nobody to answer (wire_format.h, "One-way streams").
+    const bool one_way = ram::all_one_way(channels);
+    if (one_way) control_phase = false;
 
     // Setup: the source's block list must match ours exactly.
     auto hello_msg = link.recv({wire::PacketType::kHello}, "source");
@@ -108,10 +112,12 @@ DestinationStats MigrationDestination::run(std::vector<transport::ChannelPtr> ch
     }
     // --- RDMA placement: register and advertise our blocks when the source offers it ---
     bool placement = false;
-    link.send(wire::PacketType::kHelloAck,
-              (hello.flags & wire::kHelloFlagRdmaPlacement)
-                  ? ram::answer_placement(m.blocks, channels, &placement)
-                  : std::vector<uint8_t>{});
+    if (!one_way) {
+      link.send(wire::PacketType::kHelloAck,
+                (hello.flags & wire::kHelloFlagRdmaPlacement)
+                    ? ram::answer_placement(m.blocks, channels, &placement)
+                    : std::vector<uint8_t>{});
+    }
     // --- end RDMA placement ---
 
     // Data: one receiver per channel until the final SYNC.
@@ -138,7 +144,7 @@ DestinationStats MigrationDestination::run(std::vector<transport::ChannelPtr> ch
       std::lock_guard lock(m.mu);
       throw MigrationError(m.error);
     }
-    control_phase = true;
+    control_phase = !one_way;
     link.recv_packet = receivers[0]->next_packet();
     link.send_packet = receivers[0]->next_send_packet();  // after SYNC_ACKs (placement)
     PageCounts got;
@@ -198,12 +204,35 @@ DestinationStats MigrationDestination::run(std::vector<transport::ChannelPtr> ch
                              std::to_string(got.total()) + " (" + std::to_string(got.normal) +
                              " normal)");
       }
-      wire::BodyWriter w;
-      wire::encode_counts(w, got);
-      link.send(wire::PacketType::kConfirm, w.bytes());
+      if (!one_way) {
+        wire::BodyWriter w;
+        wire::encode_counts(w, got);
+        link.send(wire::PacketType::kConfirm, w.bytes());
+      }
     }
-    auto msg = link.recv({wire::PacketType::kVerify, wire::PacketType::kDone}, "source");
-    if (msg.header.type == wire::PacketType::kVerify) {
+    auto msg = one_way ? link.recv({wire::PacketType::kHashes, wire::PacketType::kDone}, "source")
+                       : link.recv({wire::PacketType::kVerify, wire::PacketType::kDone}, "source");
+    if (msg.header.type == wire::PacketType::kHashes) {
+      // The source's hashes, written into the stream: check what we loaded against them.
+      wire::BodyReader hr(msg.body.data(), msg.body.size(), 0, msg.header.packet);
+      const uint32_t nb = hr.u32("nblocks");
+      if (nb != m.blocks.size()) {
+        wire::fail(0, msg.header.packet, wire::kHeaderSize,
+                   "HASHES for " + std::to_string(nb) + " blocks, expected " +
+                       std::to_string(m.blocks.size()));
+      }
+      std::string mismatch;
+      for (size_t i = 0; i < nb; ++i) {
+        if (hr.u64("hash") != hash64(m.blocks[i].host, m.blocks[i].size) && mismatch.empty()) {
+          mismatch = "verification failed: block '" + m.blocks[i].name +
+                     "' differs from the source's hash recorded in the stream";
+        }
+      }
+      hr.end();
+      if (!mismatch.empty()) throw MigrationError(mismatch);
+      st.verified = true;
+      msg = link.recv({wire::PacketType::kDone}, "source");
+    } else if (msg.header.type == wire::PacketType::kVerify) {
       wire::BodyWriter w;
       w.u32(static_cast<uint32_t>(m.blocks.size()));
       for (const auto& b : m.blocks) w.u64(hash64(b.host, b.size));
@@ -221,7 +250,7 @@ DestinationStats MigrationDestination::run(std::vector<transport::ChannelPtr> ch
       control_phase = false;  // the source knows already
       throw MigrationError(why.empty() ? "source reported a failed verification" : why);
     }
-    st.verified = result == 1;
+    if (!one_way) st.verified = result == 1;
     for (auto& c : channels) c->close();
     {
       std::lock_guard lock(m.mu);

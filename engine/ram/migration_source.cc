@@ -286,6 +286,9 @@ MigrationStats MigrationSource::run(std::vector<transport::ChannelPtr> channels)
     }
     const uint32_t n = static_cast<uint32_t>(channels.size());
     const size_t owned_cap = wire::owned_payload_cap(m.blocks, m.cfg.batch_pages);
+    // A stream file (transport::kOneWay): nobody answers, so the source sends every message of
+    // the protocol and waits for none (wire_format.h, "One-way streams").
+    const bool one_way = ram::all_one_way(channels);
 
     // Setup: the block list on channel 0; the destination acknowledges or says why not.
     link.ch = channels[0].get();
@@ -299,11 +302,13 @@ MigrationStats MigrationSource::run(std::vector<transport::ChannelPtr> channels)
     if (offer) hello.flags |= wire::kHelloFlagRdmaPlacement;
     for (const auto& b : m.blocks) hello.blocks.push_back({b.name, b.size, b.page_size});
     link.send(wire::PacketType::kHello, wire::encode_hello(hello));
-    auto ack = link.recv({wire::PacketType::kHelloAck}, "destination");
     ram::SourcePlacement placement;
     placement.description = "stream";
-    if (offer) {
-      placement = ram::accept_placement(ack.body, ack.header.packet, m.blocks, channels);
+    if (!one_way) {
+      auto ack = link.recv({wire::PacketType::kHelloAck}, "destination");
+      if (offer) {
+        placement = ram::accept_placement(ack.body, ack.header.packet, m.blocks, channels);
+      }
     }
     st.placement = placement.description;
     // --- end RDMA placement offer ---
@@ -423,6 +428,8 @@ MigrationStats MigrationSource::run(std::vector<transport::ChannelPtr> channels)
       wire::BodyWriter w;
       wire::encode_counts(w, sc.pages);
       link.send(wire::PacketType::kComplete, w.bytes());
+    }
+    if (!one_way) {
       auto msg = link.recv({wire::PacketType::kConfirm}, "destination");
       wire::BodyReader r(msg.body.data(), msg.body.size(), 0, msg.header.packet);
       const PageCounts got = wire::decode_counts(r);
@@ -437,7 +444,15 @@ MigrationStats MigrationSource::run(std::vector<transport::ChannelPtr> channels)
     // Verification, after the downtime clock: both sides hash at once.
     uint8_t result = 0;
     std::string verify_error;
-    if (m.cfg.verify) {
+    if (m.cfg.verify && one_way) {
+      // The reader of the stream checks what it loaded against these (it may be years later).
+      const auto tv = Clock::now();
+      wire::BodyWriter w;
+      w.u32(static_cast<uint32_t>(m.blocks.size()));
+      for (const auto& b : m.blocks) w.u64(hash64(b.host, b.size));
+      link.send(wire::PacketType::kHashes, w.bytes());
+      st.verify_seconds = since(tv);
+    } else if (m.cfg.verify) {
       const auto tv = Clock::now();
       link.send(wire::PacketType::kVerify, {});
       std::vector<uint64_t> mine;

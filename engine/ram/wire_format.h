@@ -50,7 +50,7 @@
 //   COMPLETE  src->dst  PageCounts sent (4 x u64) after the final SYNC
 //   CONFIRM   dst->src  PageCounts received (4 x u64)
 //   VERIFY    src->dst  empty: destination, hash your blocks
-//   HASHES    dst->src  u32 nblocks, nblocks x u64 hash
+//   HASHES    dst->src  u32 nblocks, nblocks x u64 hash (src->dst in one-way streams, below)
 //   DEVICE    src->dst  (guest stopped, after the final SYNC, before COMPLETE; only when
 //                       devices are registered) one device section, byte for byte as QEMU's
 //                       savevm.c writes it (big-endian, unlike the other bodies): u8 0x04
@@ -64,6 +64,12 @@
 //                       ERROR in place of CONFIRM.
 //   DONE      src->dst  u8 result (0 = completed, not verified; 1 = completed, hashes equal;
 //                       2 = failed: hashes differ), string message (why, for 2)
+//
+// One-way streams (a stream file, transport::kOneWay: `ferry send --connect file:PATH`): the
+// same packets in the same order, minus every dst->src one. The source waits for no
+// HELLO_ACK, CONFIRM or HASHES (stream placement only); with verify it writes HASHES src->dst
+// (u32 nblocks, nblocks x u64 hash of its blocks after the final pass) before DONE, and the
+// reader checks what it loaded against them. DONE's result is then 0. A reader sends nothing.
 //
 // Every decode function checks each field against what the receiver owns before anything is
 // used, and throws MigrationError "channel C, packet P, offset O: what is wrong".

@@ -153,6 +153,28 @@ TEST(FerrySendRecvCli, SizeMismatchFailsBothSides) {
   EXPECT_THAT(slurp(rerr), HasSubstr("ferry recv: "));
 }
 
+// A stream file: `send` writes it with nobody answering, `recv` loads it later and checks the
+// hashes the sender recorded; a missing file is a clear failure.
+TEST(FerrySendRecvCli, StreamFileWrittenThenLoadedVerifies) {
+  TempDir dir;
+  const std::string uri = "file:" + (dir.path() / "snap.fry").string();
+  auto s = run("send --connect " + uri + " --size 32M --channels 2 --dirty-rate 16 --quiet", dir,
+               "send");
+  EXPECT_EQ(s.status, 0) << s.out << s.err;
+  EXPECT_THAT(s.out, HasSubstr("written: "));
+  EXPECT_TRUE(fs::exists(dir.path() / "snap.fry.1"));
+  auto r = run("recv --listen " + uri + " --size 32M --quiet", dir, "recv");
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("verified: destination identical to the source's blocks"));
+  r = run("recv --listen " + uri + " --size 64M --quiet", dir, "recv");
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("block list mismatch"));
+  r = run("recv --listen file:" + (dir.path() / "none.fry").string() + " --size 32M --quiet", dir,
+          "recv");
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("none.fry"));
+}
+
 TEST(FerryMigrateCli, BadOptionsAreUsageErrors) {
   TempDir dir;
   for (const char* args : {"demo --size 2X", "demo --size", "demo --page-size 8K",

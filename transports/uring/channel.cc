@@ -91,6 +91,7 @@ Capabilities UringChannel::capabilities() const {
   Capabilities c = 0;
   if (zc_state_ == ZcState::kOn) c |= kZeroCopySend;
   if (kind_ == Kind::kSocket && opts_.fixed_buffers && features().send_zc) c |= kFixedBuffers;
+  if (kind_ == Kind::kFile) c |= kOneWay;
   return c;
 }
 
