@@ -930,20 +930,34 @@ std::unique_ptr<Endpoint> connect_once(const Uri& uri, const Options& o, uint32_
   int st = 0;
   rdma_cm_event_type t = wait_event(ep->ec_, deadline, &st);
   if (t != RDMA_CM_EVENT_ADDR_RESOLVED) {
-    throw TransportError(idx, uri.to_string(), st < 0 ? -st : st,
-                         std::string("rdma_resolve_addr: ") +
-                             (static_cast<int>(t) == -1 ? "timed out" : event_name(t)) +
-                             " (is there an RDMA device on the route to " + uri.host + "? " +
-                             kCreateDeviceHint + ")");
+    std::string what = std::string("rdma_resolve_addr: ") +
+                       (static_cast<int>(t) == -1 ? "timed out" : event_name(t)) +
+                       " (is there an RDMA device on the route to " + uri.host + "? " +
+                       kCreateDeviceHint + ")";
+    // The kernel gives up on one neighbour resolution (ARP) after step_ms; a slow first ARP
+    // (seen under emulation) is worth another attempt while the connect budget lasts.
+    const bool arp_timeout =
+        t == RDMA_CM_EVENT_ADDR_ERROR && (st == -ETIMEDOUT || st == ETIMEDOUT);
+    if (arp_timeout || static_cast<int>(t) == -1) {  // -1: our connect budget ran out
+      refused->retry = arp_timeout;
+      refused->err = ETIMEDOUT;
+      refused->what = std::move(what);
+      return nullptr;
+    }
+    throw TransportError(idx, uri.to_string(), st < 0 ? -st : st, what);
   }
   if (rdma_resolve_route(ep->id_, step_ms) != 0) {
     throw TransportError(idx, uri.to_string(), errno, "rdma_resolve_route");
   }
   t = wait_event(ep->ec_, deadline, &st);
+  if (static_cast<int>(t) == -1) {  // the connect budget ran out: the caller reports it
+    refused->err = ETIMEDOUT;
+    refused->what = "rdma_resolve_route: timed out";
+    return nullptr;
+  }
   if (t != RDMA_CM_EVENT_ROUTE_RESOLVED) {
     throw TransportError(idx, uri.to_string(), st < 0 ? -st : st,
-                         std::string("rdma_resolve_route: ") +
-                             (static_cast<int>(t) == -1 ? "timed out" : event_name(t)));
+                         std::string("rdma_resolve_route: ") + event_name(t));
   }
   ep->peer_ = endpoint_of(rdma_get_peer_addr(ep->id_));
   ep->create_resources();
@@ -1264,6 +1278,7 @@ std::vector<ChannelPtr> connect(const Uri& uri, const Options& options) {
   for (uint32_t i = 0; i < options.channels; ++i) {
     const auto deadline = Clock::now() + options.connect_timeout;
     int attempts = 0;
+    Refused last_refusal{0, "", false};  // the peer's last answer, if any attempt got one
     for (;;) {
       ++attempts;
       Refused refused{0, "", false};
@@ -1276,7 +1291,14 @@ std::vector<ChannelPtr> connect(const Uri& uri, const Options& options) {
         out.push_back(make_channel(std::move(ep), local, peer));
         break;
       }
+      if (refused.err == ECONNREFUSED) last_refusal = refused;
       if (!refused.retry || Clock::now() + std::chrono::milliseconds(100) >= deadline) {
+        // The deadline can cut the last attempt short while the peer keeps refusing (a slow
+        // rdma_cm under emulation): the refusals are what the caller needs to hear about.
+        if (refused.err == ETIMEDOUT && last_refusal.err == ECONNREFUSED) {
+          refused = last_refusal;
+          refused.what += " (the next attempt ran into the deadline)";
+        }
         std::string what = refused.what + " after " + std::to_string(attempts) + " attempt" +
                            (attempts == 1 ? "" : "s") + " within " +
                            std::to_string(options.connect_timeout.count()) + " ms";
