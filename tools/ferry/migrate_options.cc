@@ -86,6 +86,17 @@ std::vector<RamBlock> MigrateOptions::blocks(void* host, bool fresh_destination)
   return {b};
 }
 
+namespace {
+// --NAME / --no-NAME as two plain flags: CLI11's "!--no-NAME" negation prints "{false}" in the
+// help, which reads like a value to type.
+void add_on_off(CLI::App* sub, const std::string& name, bool& value, const std::string& what) {
+  const std::string dflt = value ? " (default)" : "";
+  const std::string dflt_off = value ? "" : " (default)";
+  sub->add_flag_callback("--" + name, [&value] { value = true; }, what + ": on" + dflt);
+  sub->add_flag_callback("--no-" + name, [&value] { value = false; }, what + ": off" + dflt_off);
+}
+}  // namespace
+
 void add_migrate_options(CLI::App* sub, MigrateOptions& o, unsigned sets) {
   if (sets & kImageOptions) {
     sub->add_option("--size", o.size_text,
@@ -110,9 +121,9 @@ void add_migrate_options(CLI::App* sub, MigrateOptions& o, unsigned sets) {
     sub->add_option("--channels", o.channels, "data channels (connections)")
         ->check(CLI::Range(1, 64))
         ->capture_default_str();
-    sub->add_flag("--xbzrle,!--no-xbzrle", o.xbzrle, "XBZRLE deltas for resent pages (default on)");
-    sub->add_flag("--zero,!--no-zero", o.zero, "zero-page detection (default on)");
-    sub->add_flag("--lz4,!--no-lz4", o.lz4, "LZ4-compress normal pages (default off)");
+    add_on_off(sub, "xbzrle", o.xbzrle, "XBZRLE deltas for resent pages");
+    add_on_off(sub, "zero", o.zero, "zero-page detection");
+    add_on_off(sub, "lz4", o.lz4, "LZ4-compress normal pages");
     sub->add_option("--downtime-ms", o.downtime_ms, "downtime limit that ends precopy")
         ->check(CLI::Range(1, 3600000))
         ->capture_default_str();
@@ -129,8 +140,8 @@ void add_migrate_options(CLI::App* sub, MigrateOptions& o, unsigned sets) {
                     "uffd-wp: fail without it; explicit: always the writer's marks")
         ->check(CLI::IsMember({"auto", "uffd-wp", "explicit"}))
         ->capture_default_str();
-    sub->add_flag("--auto-converge,!--no-auto-converge", o.auto_converge,
-                  "throttle the writer when iterations do not converge (default on)");
+    add_on_off(sub, "auto-converge", o.auto_converge,
+               "throttle the writer when iterations do not converge");
   }
   if (sets & kOutputOptions) {
     sub->add_option("--json", o.json_file, "write the migration statistics as JSON to FILE")
