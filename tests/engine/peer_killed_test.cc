@@ -3,6 +3,7 @@
 // leave its memory exactly as the guest wrote it. Runs over tcp on the host and over rdma inside
 // tools/rxe/run-in-vm (tests/rxe/migrate.sh runs the '*Rdma*' cases).
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -42,6 +43,38 @@ constexpr size_t kSize = 16 << 20;
   _exit(0);
 }
 
+// The child is this test binary run again (fork + exec): a fresh process, as a destination
+// really is. A plain fork() would share the RDMA state (verbs contexts, rdma_cm) that earlier
+// tests in this process set up, and the child's connection then sometimes broke at once.
+// With these variables set, the destination runs before gtest's main() and never returns.
+constexpr const char* kChildUriVar = "FERRY_PEER_KILLED_DESTINATION_URI";
+constexpr const char* kChildFdVar = "FERRY_PEER_KILLED_DESTINATION_FD";
+[[maybe_unused]] const bool kRunAsChild = [] {
+  const char* uri = std::getenv(kChildUriVar);
+  const char* fd = std::getenv(kChildFdVar);
+  if (!uri || !fd) return false;
+  static testing::GuardedMem dst(kSize);
+  run_destination(uri, std::atoi(fd), dst.data());
+}();
+
+pid_t spawn_destination(const std::string& uri, int to_parent) {
+  const std::string uri_var = std::string(kChildUriVar) + "=" + uri;
+  const std::string fd_var = std::string(kChildFdVar) + "=" + std::to_string(to_parent);
+  std::vector<char*> env;
+  for (char** e = environ; *e; ++e) env.push_back(*e);
+  env.push_back(const_cast<char*>(uri_var.c_str()));
+  env.push_back(const_cast<char*>(fd_var.c_str()));
+  env.push_back(nullptr);
+  char exe[] = "/proc/self/exe";
+  char* argv[] = {exe, nullptr};
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execve(exe, argv, env.data());
+    _exit(127);
+  }
+  return pid;
+}
+
 // The listener's address as the child wrote it, or "" after 30 s.
 std::string read_address(int fd) {
   std::string addr;
@@ -72,18 +105,18 @@ TEST_P(EnginePeerKilled, SourceFailsInBoundedTimeResumesAndIsUntouched) {
     if (!why.empty()) GTEST_SKIP() << why;
     uri = std::string("rdma:") + a + ":0";
   }
-  testing::GuardedMem src(kSize), dst(kSize);
+  testing::GuardedMem src(kSize);
   testing::fill_guest(src.data(), kSize, kPage, 5);
   std::vector<uint8_t> shadow(src.data(), src.data() + kSize);
 
   int pipefd[2];
-  ASSERT_EQ(pipe(pipefd), 0);
-  const pid_t child = fork();
+  ASSERT_EQ(pipe2(pipefd, O_CLOEXEC), 0);
+  // Only the write end goes to the child, under its own number.
+  const int child_fd = fcntl(pipefd[1], F_DUPFD, 100);
+  ASSERT_GE(child_fd, 0);
+  const pid_t child = spawn_destination(uri, child_fd);
+  close(child_fd);
   ASSERT_GE(child, 0);
-  if (child == 0) {
-    close(pipefd[0]);
-    run_destination(uri, pipefd[1], dst.data());
-  }
   close(pipefd[1]);
   const std::string addr = read_address(pipefd[0]);
   close(pipefd[0]);
