@@ -231,6 +231,26 @@ TEST_P(XbzrleVariant, EqualsReferenceOnRandomizedPairs) {
   }
 }
 
+// Runs of 1 to 9 bytes (around the longest run the AVX-512 encoder packs eight at a time)
+// after unchanged runs on both sides of the 1/2-byte ULEB128 boundary, up to the last byte of
+// pages of one block and of more than two.
+TEST_P(XbzrleVariant, ShortRunsAfterShortAndLongGaps) {
+  std::mt19937_64 rng(21);
+  const size_t gaps[] = {1, 2, 7, 126, 127, 128, 129, 300};
+  for (int iter = 0; iter < 300; ++iter) {
+    size_t len = iter % 2 == 0 ? 4096 : 2 * 4096 + rng() % 100;
+    Bytes a = random_bytes(rng, len), b = a;
+    for (size_t i = rng() % 8;;) {
+      size_t run = 1 + rng() % 9;
+      if (i + run > len) break;
+      for (size_t k = i; k < i + run; ++k) b[k] = differ(b[k], rng);
+      i += run + gaps[rng() % std::size(gaps)];
+    }
+    if (iter % 3 == 0) b[len - 1] = differ(a[len - 1], rng);
+    round_trip(a, b, "iter " + std::to_string(iter));
+  }
+}
+
 TEST_P(XbzrleVariant, DstCapIsExact) {
   std::mt19937_64 rng(99);
   for (double density : {0.01, 0.2}) {
