@@ -62,7 +62,8 @@ inline uint8_t* put_uleb(uint8_t* p, uint32_t v) {
   return p;
 }
 
-// Reads one ULEB128 length; QEMU only ever sends minimal encodings of at most 14 bits.
+// Reads one ULEB128 length. Like QEMU's uleb128_decode_small, a non-minimal encoding (e.g.
+// 0x85 0x00 for 5) is accepted; unlike it, up to 5 bytes (32 bits), for pages above 16 KiB.
 DecodeError read_uleb(const uint8_t* p, size_t avail, uint32_t* value, size_t* size) {
   uint64_t v = 0;
   for (size_t k = 0; k < 5; ++k) {
@@ -70,7 +71,6 @@ DecodeError read_uleb(const uint8_t* p, size_t avail, uint32_t* value, size_t* s
     uint8_t b = p[k];
     v |= static_cast<uint64_t>(b & 0x7f) << (7 * k);
     if ((b & 0x80) == 0) {
-      if (k > 0 && b == 0) return DecodeError::kOverlongUleb;
       if (v > UINT32_MAX) return DecodeError::kLengthOverflow;
       *value = static_cast<uint32_t>(v);
       *size = k + 1;

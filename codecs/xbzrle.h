@@ -52,7 +52,7 @@ long encode_variant(Variant v, const uint8_t* old_page, const uint8_t* new_page,
 enum class DecodeError {
   kOk,
   kTruncated,          // the delta ends inside a ULEB128 length
-  kOverlongUleb,       // non-minimal ULEB128 (QEMU never sends one) or more than 5 bytes
+  kOverlongUleb,       // a ULEB128 of more than 5 bytes (non-minimal ones are accepted, as QEMU does)
   kLengthOverflow,     // a ULEB128 length above UINT32_MAX
   kZeroLengthZeroRun,  // an unchanged run of length 0 other than the first
   kZeroLengthRun,      // a changed run of length 0
