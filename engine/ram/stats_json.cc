@@ -27,6 +27,7 @@ std::string to_json(const MigrationStats& s) {
   j["converged-by"] = s.converged_by;
   j["placement"] = s.placement;
   j["placed-pages"] = s.placed_pages;
+  j["device-state"] = {{"sections", s.devices}, {"bytes", s.device_bytes}};
 
   const double secs = s.total_seconds > 0 ? s.total_seconds : 0;
   uint64_t dirty_sync_count = 0;

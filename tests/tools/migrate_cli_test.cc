@@ -90,6 +90,9 @@ TEST(FerryDemoCli, SummaryMentionsTheParts) {
   EXPECT_THAT(r.out, HasSubstr("downtime:"));
   EXPECT_THAT(r.out, HasSubstr("pages:         normal "));
   EXPECT_THAT(r.out, HasSubstr("bulk"));
+  // The demo's two devices (tools/ferry/demo_devices.h) travel and load equal on the other side.
+  EXPECT_THAT(r.out, HasSubstr("devices:       2 device section(s), "));
+  EXPECT_THAT(r.out, HasSubstr("devices:       2 loaded, equal to the seed's state"));
   EXPECT_THAT(r.out, HasSubstr("verified: destination identical"));
 }
 
@@ -169,6 +172,10 @@ TEST(FerrySendRecvCli, StreamFileWrittenThenLoadedVerifies) {
   r = run("recv --listen " + uri + " --size 64M --quiet", dir, "recv");
   EXPECT_EQ(r.status, 1) << r.out << r.err;
   EXPECT_THAT(r.err, HasSubstr("block list mismatch"));
+  // Another seed gives other device state: the loaded devices are checked, not just the image.
+  r = run("recv --listen " + uri + " --size 32M --seed 2 --quiet", dir, "recv");
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("device state differs from the seed's"));
   r = run("recv --listen file:" + (dir.path() / "none.fry").string() + " --size 32M --quiet", dir,
           "recv");
   EXPECT_EQ(r.status, 1) << r.out << r.err;

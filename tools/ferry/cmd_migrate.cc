@@ -41,6 +41,7 @@ struct ChildReport {
   uint64_t normal = 0, zero = 0, xbzrle = 0, lz4 = 0, zero_skipped = 0, wire_bytes = 0;
   uint64_t placed = 0;
   uint32_t iterations = 0;
+  uint32_t devices = 0;
   double seconds = 0;
   char error[1024] = {};
 };
@@ -57,6 +58,9 @@ void print_destination(std::ostream& out, const DestinationStats& d) {
                 static_cast<unsigned long long>(d.pages.xbzrle),
                 static_cast<unsigned long long>(d.pages.lz4));
   out << buf;
+  if (d.devices) {
+    out << "devices:       " << d.devices << " loaded, equal to the seed's state\n";
+  }
 }
 
 bool write_all(int fd, const void* p, size_t n) {
@@ -168,6 +172,7 @@ int run_demo(MigrateOptions o) {
     rep.placed = r.stats.placed_pages;
     rep.wire_bytes = r.stats.wire_bytes;
     rep.iterations = r.stats.iterations;
+    rep.devices = r.stats.devices;
     rep.seconds = r.stats.seconds;
     std::snprintf(rep.error, sizeof rep.error, "%s", r.error.c_str());
     write_all(pfd[1], &rep, sizeof rep);
@@ -236,6 +241,7 @@ int run_demo(MigrateOptions o) {
     d.placed_pages = rep.placed;
     d.wire_bytes = rep.wire_bytes;
     d.iterations = rep.iterations;
+    d.devices = rep.devices;
     d.seconds = rep.seconds;
     print_destination(std::cout, d);
   }

@@ -84,6 +84,10 @@ void print_summary(std::ostream& out, const MigrationStats& s) {
       << fmt("%.1f MiB/s", rate) << "\n";
   out << "pages:         normal " << s.pages.normal << ", zero " << s.pages.zero << ", xbzrle "
       << s.pages.xbzrle << ", lz4 " << s.pages.lz4 << " (total " << s.pages.total() << ")\n";
+  if (s.devices) {
+    out << "devices:       " << s.devices << " device section(s), " << s.device_bytes
+        << " bytes with their vmdesc, in the downtime\n";
+  }
   out << "xbzrle:        " << s.xbzrle_cache_hits << " cache hits, " << s.xbzrle_cache_misses
       << " misses, " << s.xbzrle_overflows << " overflows, "
       << fmt("%.1f MiB", static_cast<double>(s.xbzrle_bytes) / kMiB) << " of deltas\n";

@@ -15,6 +15,7 @@
 #include "engine/ram/bitmap_dirty_source.h"
 #include "engine/ram/uffd_wp_dirty_source.h"
 #include "tools/ferry/cli_util.h"
+#include "tools/ferry/demo_devices.h"
 #include "tools/ferry/report.h"
 #include "tools/ferry/workload.h"
 
@@ -216,6 +217,8 @@ SendOutcome send_image(const MigrateOptions& o, const std::string& uri, std::ost
 
     writer.start();
     MigrationSource src(o.blocks(mem.data()), std::move(dirty), o.engine_config(), hooks);
+    DemoDevices devices(o.seed, /*source=*/true);
+    src.set_devices(devices.devices());
     struct sigaction sa {}, old_sa{};
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
@@ -250,7 +253,10 @@ RecvOutcome receive_image(const MigrateOptions& o, transport::Listener& listener
     GuestMemory mem(o.size, o.page_size > 4096);
     auto channels = listener.accept();
     MigrationDestination dst(o.blocks(mem.data(), /*fresh_destination=*/true));
+    DemoDevices devices(o.seed, /*source=*/false);
+    dst.set_devices(devices.devices());
     out.stats = dst.run(std::move(channels));
+    if (std::string why = devices.compare_with_seed(); !why.empty()) throw std::runtime_error(why);
     out.hash = image_hash(mem.data(), mem.size());
     out.ok = true;
   } catch (const std::exception& e) {
