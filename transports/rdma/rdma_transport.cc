@@ -24,6 +24,11 @@
 namespace ferry::transport::rdma {
 namespace {
 
+// ibv_reg_mr is a macro that masks `access` with another enum's value; passing plain ints keeps
+// clang's -Wdeprecated-enum-enum-conversion quiet (the fuzz build compiles this with clang).
+constexpr int kLocalWrite = IBV_ACCESS_LOCAL_WRITE;
+constexpr int kRemoteWriteAccess = IBV_ACCESS_REMOTE_WRITE;
+
 namespace hs = handshake;
 using Clock = std::chrono::steady_clock;
 
@@ -198,9 +203,9 @@ class Endpoint {
     qp_ = id_->qp;
     recv_buf_ = std::make_unique<Buffer>(size_t{kRecvDepth} * kMessageBytes);
     send_buf_ = std::make_unique<Buffer>(size_t{kSendDepth} * kMessageBytes);
-    recv_mr_ = ibv_reg_mr(pd_, recv_buf_->data(), recv_buf_->n, IBV_ACCESS_LOCAL_WRITE);
+    recv_mr_ = ibv_reg_mr(pd_, recv_buf_->data(), recv_buf_->n, kLocalWrite);
     if (!recv_mr_) fail_verb("ibv_reg_mr", errno, memlock_hint(recv_buf_->n));
-    send_mr_ = ibv_reg_mr(pd_, send_buf_->data(), send_buf_->n, IBV_ACCESS_LOCAL_WRITE);
+    send_mr_ = ibv_reg_mr(pd_, send_buf_->data(), send_buf_->n, kLocalWrite);
     if (!send_mr_) fail_verb("ibv_reg_mr", errno, memlock_hint(send_buf_->n));
     pinned_ += pin;
     g_pinned += pin;
@@ -684,8 +689,7 @@ class Endpoint {
   MemoryRegion register_memory(void* addr, size_t len) {
     check_usable("register_memory");
     check_memlock(len, channel_, peer_, "register_memory");
-    ibv_mr* mr = ibv_reg_mr(pd_, addr, len,
-                            IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+    ibv_mr* mr = ibv_reg_mr(pd_, addr, len, kLocalWrite | kRemoteWriteAccess);
     if (!mr) {
       const int e = errno;
       throw TransportError(channel_, peer_, e,

@@ -150,7 +150,6 @@ class UringChannel final : public Channel {
   bool op_busy_ = false;
   uint32_t op_count_ = 0;  // iovecs it covers from iov_head_
   msghdr op_msg_{};
-  iovec op_single_{};
 
   ZcState zc_state_;
   int zc_refused_errno_ = 0;
