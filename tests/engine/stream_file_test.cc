@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "engine/migration.h"
 #include "engine/ram/page_hash.h"
@@ -50,6 +51,12 @@ MigrationStats write_stream(TempStream& out, testing::GuardedMem& src, uint32_t 
   cfg.verify = verify;
   MigrationHooks h;
   h.stop_guest = [&] {
+    // Resent pages are what XBZRLE encodes: on a busy machine a starved writer may not have
+    // written anything yet when a fast bulk pass converges, so let it write some first.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (writer.writes() < 2000 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     writer.stop();
     at_switchover->assign(src.data(), src.data() + kSize);
   };
