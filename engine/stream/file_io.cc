@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "engine/stream/block_name.h"
+#include "transports/file/file_transport.h"
 
 namespace ferry::stream {
 namespace {
@@ -54,6 +55,19 @@ std::vector<uint8_t> read_file(const std::filesystem::path& path) {
   }
   data.resize(used);
   return data;
+}
+
+std::function<ChannelFile(uint32_t index)> channel_files(const std::filesystem::path& path) {
+  return [base = path.string()](uint32_t index) {
+    ChannelFile f;
+    f.name = transport::file::channel_path(base, index);
+    try {
+      f.bytes = read_file(f.name);
+    } catch (const std::system_error& e) {
+      f.error = e.code().message();
+    }
+    return f;
+  };
 }
 
 std::vector<std::filesystem::path> extract_ram(const RamImage& ram,

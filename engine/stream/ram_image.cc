@@ -32,6 +32,7 @@ PageCounts RamImage::total_counts() const {
     t.zero += b->counts.zero;
     t.normal += b->counts.normal;
     t.xbzrle += b->counts.xbzrle;
+    t.lz4 += b->counts.lz4;
   }
   return t;
 }

@@ -17,7 +17,8 @@ struct PageCounts {
   uint64_t zero = 0;
   uint64_t normal = 0;
   uint64_t xbzrle = 0;
-  uint64_t total() const { return zero + normal + xbzrle; }
+  uint64_t lz4 = 0;  // ferry streams only
+  uint64_t total() const { return zero + normal + xbzrle + lz4; }
 };
 
 class RamBlock {

@@ -47,9 +47,150 @@ bool is_section(RecordType t) {
          t == RecordType::kSectionEnd || t == RecordType::kSectionFull;
 }
 
+std::string kinds(const PageCounts& c) {
+  return fmt("%10llu %9llu %9llu %9llu %9llu", ull(c.total()), ull(c.normal), ull(c.zero),
+             ull(c.xbzrle), ull(c.lz4));
+}
+
+void add(PageCounts& to, const PageCounts& c) {
+  to.normal += c.normal;
+  to.zero += c.zero;
+  to.xbzrle += c.xbzrle;
+  to.lz4 += c.lz4;
+}
+
+// ferry's own stream files (engine/stream/ferry_stream.h).
+void print_ferry_summary(std::ostream& out, const std::string& file_name, const StreamInfo& info) {
+  const FerryStreamInfo& f = *info.ferry;
+  out << "file:      " << file_name << " (" << info.file_size << " bytes)\n";
+  out << "format:    ferry stream file, wire version " << info.version << ", handshake version "
+      << f.handshake_version << "\n";
+  out << fmt("session:   0x%016llx, %u channel%s", ull(f.session_id), f.channels,
+             f.channels == 1 ? "" : "s");
+  if (f.hello) {
+    out << fmt(", batches of up to %u pages", f.batch_pages);
+    std::string flags;
+    if (f.hello_flags & 1) flags += " verify";
+    if (f.hello_flags & 2) flags += " rdma-placement-offer";
+    if (f.hello_flags & ~3u) flags += fmt(" 0x%x", f.hello_flags & ~3u);
+    if (!flags.empty()) out << ", flags:" << flags;
+  }
+  out << "\n";
+  out << fmt("  %-7s %-44s %12s %9s\n", "channel", "file", "bytes", "packets");
+  for (size_t i = 0; i < f.files.size(); ++i) {
+    const auto& cf = f.files[i];
+    out << fmt("  %-7zu %-44s %12llu %9llu\n", i, (i == 0 ? file_name : cf.name).c_str(),
+               ull(cf.size), ull(cf.packets));
+  }
+
+  out << fmt("\nRAM blocks: %zu, %llu bytes\n", f.blocks.size(), ull(info.ram.total_bytes()));
+  if (!f.blocks.empty()) {
+    // "sent": pages the records cover (a page resent in a later iteration counts again).
+    out << fmt("  %-24s %12s %8s %9s %10s %9s %9s %9s %9s\n", "name", "bytes", "page", "pages",
+               "sent", "normal", "zero", "xbzrle", "lz4");
+    for (size_t i = 0; i < f.blocks.size() && i < info.ram.blocks().size(); ++i) {
+      const auto& b = f.blocks[i];
+      out << fmt("  %-24s %12llu %8llu %9llu ", b.name.c_str(), ull(b.size), ull(b.page_size),
+                 ull(b.size / b.page_size))
+          << kinds(info.ram.blocks()[i]->counts) << "\n";
+    }
+  }
+
+  size_t synced = 0;
+  for (const auto& it : f.iterations) synced += it.synced;
+  out << fmt("\niterations: %zu%s\n", synced,
+             f.final_sync ? " (the last one with the guest stopped)" : ", no final SYNC");
+  if (!f.iterations.empty()) {
+    out << fmt("  %-9s %10s %9s %9s %9s %9s %12s %8s\n", "iteration", "pages", "normal", "zero",
+               "xbzrle", "lz4", "bytes", "packets");
+    PageCounts total;
+    uint64_t bytes = 0, packets = 0;
+    for (const auto& it : f.iterations) {
+      std::string name = std::to_string(it.iteration);
+      if (it.final_pass) name += " final";
+      if (!it.synced) name += " (cut)";
+      out << fmt("  %-9s ", name.c_str()) << kinds(it.pages)
+          << fmt(" %12llu %8llu\n", ull(it.bytes), ull(it.packets));
+      add(total, it.pages);
+      bytes += it.bytes;
+      packets += it.packets;
+    }
+    out << fmt("  %-9s ", "total") << kinds(total)
+        << fmt(" %12llu %8llu\n", ull(bytes), ull(packets));
+  }
+
+  size_t decoded = 0;
+  for (const auto& r : info.records) decoded += r.decoded;
+  out << fmt("\ndevices:   %u (%zu decoded), %llu bytes of DEVICE and VMDESC bodies\n", f.devices,
+             decoded, ull(f.device_bytes));
+  if (info.vmdesc_in_stream) {
+    out << fmt("vmdesc:    VMDESC at 0x%llx (%llu bytes of JSON)", ull(info.vmdesc_offset),
+               ull(info.vmdesc_length));
+  } else {
+    out << "vmdesc:    absent";
+  }
+  if (!info.vmdesc_source.empty()) {
+    out << fmt("; %zu device descriptions used from %s", info.vmdesc_devices,
+               info.vmdesc_source.c_str());
+  }
+  out << "\n";
+  if (!info.records.empty()) {
+    out << fmt("  %-10s %8s %4s  %-32s %4s %4s  %s\n", "offset", "bytes", "id", "section", "inst",
+               "ver", "contents");
+    for (const Record& r : info.records) {
+      out << fmt("  0x%08llx %8llu %4u  %-32s %4u %4u  %s\n", ull(r.offset), ull(r.end - r.offset),
+                 r.section_id, r.idstr.c_str(), r.instance_id, r.version_id,
+                 r.decoded ? "decoded" : "not decoded");
+    }
+  }
+
+  out << "\ncompletion: ";
+  if (f.complete) {
+    out << fmt("COMPLETE: %llu pages sent, as the records say\n", ull(f.complete_counts.total()));
+  } else {
+    out << "not reached\n";
+  }
+  out << "verify:    ";
+  if (f.hashes) {
+    out << fmt("HASHES for %zu block%s: ", f.recorded_hashes.size(),
+               f.recorded_hashes.size() == 1 ? "" : "s");
+    if (f.hashes_match) {
+      out << "the reconstructed RAM matches them\n";
+    } else {
+      out << "MISMATCH:";
+      for (size_t i = 0; i < f.recorded_hashes.size() && i < f.image_hashes.size(); ++i) {
+        if (f.recorded_hashes[i] != f.image_hashes[i] && i < f.blocks.size()) {
+          out << " '" << f.blocks[i].name << "'";
+        }
+      }
+      out << "\n";
+    }
+  } else if (f.done) {
+    out << "no hashes in the stream (written without verify)\n";
+  } else {
+    out << (f.verify_announced ? "announced, hashes not reached\n" : "not announced\n");
+  }
+  if (f.done) {
+    out << fmt("done:      DONE result %u", f.done_result);
+    if (!f.done_message.empty()) out << ": " << f.done_message;
+    out << "\n";
+  }
+  if (info.error) {
+    out << "result:    stopped at ";
+    if (!info.error->file.empty()) out << info.error->file << " ";
+    out << fmt("offset 0x%llx: ", ull(info.error->offset)) << info.error->message << "\n";
+  } else {
+    out << "result:    complete\n";
+  }
+}
+
 }  // namespace
 
 void print_summary(std::ostream& out, const std::string& file_name, const StreamInfo& info) {
+  if (info.ferry) {
+    print_ferry_summary(out, file_name, info);
+    return;
+  }
   out << "file:      " << file_name << " (" << info.file_size << " bytes)\n";
   out << "format:    " << info.format << " migration stream, version " << info.version << "\n";
   out << "machine:   " << (info.machine.empty() ? "(unknown)" : info.machine) << "\n";

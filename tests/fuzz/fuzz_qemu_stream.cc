@@ -1,5 +1,6 @@
 // libFuzzer target for the parser behind `ferry dump` (engine/stream): each input is read as a
-// migration stream twice, once as it is (its own vmdesc trailer, if any) and once with a
+// migration stream (QEMU's format, or a ferry stream file of one channel: the input is one
+// file, so companion files of more channels are never found) twice, once as it is (its own vmdesc trailer, if any) and once with a
 // caller-given vmdesc (`ferry dump --vmdesc`), and each result goes through what the command
 // does with it: the summary, the --json output, and --extract-ram, here into memory instead of
 // files (block_file_name + every byte of every block read back).

@@ -4,8 +4,12 @@
 //     writes DIR/binary/*, DIR/ber/* (the test device saved by BinaryOutput / BerOutput in a
 //     few shapes) and DIR/stream/* (hand-built QEMU streams: every record type, RAM PAGE / ZERO /
 //     XBZRLE / CONTINUE, a device decoded by the vmdesc, with and without the vmdesc trailer;
-//     and the binary device section, which is a one-section QEVM stream). tests/fuzz/seeds/ is
-//     this output, checked in; rerun after changing the fixture or the encodings.
+//     and the binary device section, which is a one-section QEVM stream), and DIR/stream/ferry-1ch
+//     (a one-channel ferry stream file written by the real engine: HELLO, LZ4 and ZERO records,
+//     an XBZRLE resend in the final pass, the test device as DEVICE + VMDESC, COMPLETE, HASHES,
+//     DONE; a fixed session id, so the same bytes every run, ~1.5 KB). tests/fuzz/seeds/ is
+//     this output, checked in; rerun after changing the fixture, the encodings or the wire
+//     format.
 //   fuzz_make_seeds --strip-ram IN.mig OUT
 //     copies a real QEMU stream (with a vmdesc) small: the payload of every RAM PART/END
 //     section becomes a bare EOS, every RAM block shrinks to one page in MEM_SIZE, only the
@@ -25,6 +29,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/migration.h"
+#include "engine/ram/bitmap_dirty_source.h"
 #include "engine/stream/file_io.h"
 #include "engine/stream/stream_format.h"
 #include "engine/vmstate/input.h"
@@ -32,6 +38,7 @@
 #include "tests/stream/stream_builder.h"
 #include "tests/vmstate/fixtures.h"
 #include "tests/stream/handmade_device.h"
+#include "transports/transport.h"
 
 namespace {
 
@@ -109,6 +116,59 @@ Bytes handmade(bool with_vmdesc) {
   b.footer(7).eof();
   if (with_vmdesc) b.vmdesc(kVmdesc);
   return b.bytes;
+}
+
+// A ferry stream file (engine/stream/ferry_stream.h) of 8 pages: pages 1 and 5 hold a pattern
+// (sent as LZ4, a few bytes each), the rest are ZERO runs; page 1 changes while the guest is
+// stopped, so the final pass resends it as an XBZRLE delta. One channel: the fuzzer has one
+// input, and a stream of more channels needs its companion files.
+int write_ferry_seed(const fs::path& out) {
+  constexpr size_t kPage = 4096, kPages = 8;
+  std::vector<uint8_t> storage((kPages + 1) * kPage, 0);
+  auto* mem = reinterpret_cast<uint8_t*>(
+      (reinterpret_cast<uintptr_t>(storage.data()) + kPage - 1) / kPage * kPage);
+  for (size_t i = 0; i < kPage; ++i) {
+    mem[1 * kPage + i] = static_cast<uint8_t>(i % 7);
+    mem[5 * kPage + i] = static_cast<uint8_t>(i / 512);
+  }
+  auto marks = std::make_unique<ExplicitMarkSource>(kPages);
+  ExplicitMarkSource* m = marks.get();
+  std::vector<std::unique_ptr<DirtySource>> sources;
+  sources.push_back(std::move(marks));
+  MigrationConfig cfg;
+  cfg.xbzrle = true;
+  cfg.lz4 = true;
+  cfg.verify = true;
+  MigrationHooks hooks;
+  hooks.stop_guest = [&] {
+    mem[1 * kPage + 100] ^= 0x5a;
+    m->mark(1);
+  };
+  vmstate::test::Dev d{};
+  vmstate::test::fill_dev(d, 1);
+  transport::Options o;
+  o.channels = 1;
+  o.session_id = 0x5eedf00d5eedf00dull;
+  fs::create_directories(out.parent_path());
+  {
+    MigrationSource source({RamBlock{"pc.ram", mem, kPages * kPage, kPage}}, std::move(sources),
+                           cfg, std::move(hooks));
+    source.set_devices({Device{"dev", 0, &vmstate::test::kDevVmsd, &d}});
+    const MigrationStats st = source.run(transport::connect("file:" + out.string(), o));
+    if (st.pages.xbzrle == 0 || st.pages.lz4 == 0) {
+      std::cerr << out.string() << ": expected XBZRLE and LZ4 pages\n";
+      return 1;
+    }
+  }
+  ferry_vms_release(&vmstate::test::kDevVmsd, &d);
+  const Bytes bytes = stream::read_file(out);
+  const stream::StreamInfo check = stream::read_stream(bytes);
+  if (check.error) {
+    std::cerr << out.string() << ": the ferry seed does not read back: offset "
+              << check.error->offset << ": " << check.error->message << "\n";
+    return 1;
+  }
+  return 0;
 }
 
 uint64_t be(const Bytes& f, uint64_t at, int n) {
@@ -235,7 +295,7 @@ int main(int argc, char** argv) {
     if (int rc = write_vmstate_seeds(dir)) return rc;
     write(dir / "stream" / "handmade", handmade(true));
     write(dir / "stream" / "handmade-novmdesc", handmade(false));
-    return 0;
+    return write_ferry_seed(dir / "stream" / "ferry-1ch");
   } catch (const std::exception& e) {
     std::cerr << "fuzz_make_seeds: " << e.what() << "\n";
     return 1;

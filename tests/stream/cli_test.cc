@@ -5,8 +5,11 @@
 
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/stream/file_io.h"
 #include "tests/stream/test_support.h"
+#include "tools/ferry/image.h"
 
 namespace ferry::stream {
 namespace {
@@ -120,14 +123,125 @@ TEST(FerryDumpCli, NotAStream) {
   auto r = run_command(kFerry + " dump " + shell_quote(f.string()));
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "ferry dump: " + f.string() +
-                       ": offset 0x0: not a QEMU stream (magic 0x68656c6c, expected 0x5145564d "
-                       "'QEVM')\n");
+                       ": offset 0x0: not a QEMU or ferry stream (magic 0x68656c6c, expected "
+                       "0x5145564d 'QEVM' or 0x46525943 'FRYC')\n");
 }
 
 TEST(FerryDumpCli, MissingFile) {
   auto r = run_command(kFerry + " dump /nonexistent/ferry.mig");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "ferry dump: /nonexistent/ferry.mig: No such file or directory\n");
+}
+
+// --- ferry's own stream files (`ferry send --connect file:PATH`) ---
+
+// A 2-channel stream of an 8 MiB image written by `ferry send` (a writer dirties it, so pages
+// are resent as XBZRLE deltas; send always records the verify hashes), and the image hash at
+// switchover that send printed.
+struct FerryStream {
+  test::TempDir dir;
+  fs::path path = dir.path() / "s.fry";
+  std::string source_hash;
+  FerryStream() {
+    auto r = run_command(kFerry + " send --connect " + shell_quote("file:" + path.string()) +
+                         " --size 8M --channels 2 --dirty-rate 16 -q");
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    const std::string key = "source image hash ";
+    if (auto at = r.out.find(key); at != std::string::npos) {
+      source_hash = r.out.substr(at + key.size(), 16);
+    }
+    EXPECT_NE(source_hash, "") << r.out;
+  }
+};
+
+// N from the summary's "devices:   N (M decoded)" line.
+size_t device_count(const std::string& summary) {
+  const std::string key = "\ndevices:   ";
+  const auto at = summary.find(key);
+  EXPECT_NE(at, std::string::npos) << summary;
+  return at == std::string::npos ? 0 : std::stoul(summary.substr(at + key.size()));
+}
+
+TEST(FerryDumpCli, FerryStreamSummary) {
+  FerryStream s;
+  auto r = run_command(kFerry + " dump " + shell_quote(s.path.string()));
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_THAT(r.out, StartsWith("file:      " + s.path.string() + " ("));
+  EXPECT_THAT(r.out, HasSubstr("format:    ferry stream file, wire version 1, handshake version 1\n"));
+  EXPECT_THAT(r.out, HasSubstr(", 2 channels, batches of up to 128 pages, flags: verify\n"));
+  EXPECT_THAT(r.out, HasSubstr(s.path.string() + ".1 "));
+  EXPECT_THAT(r.out, HasSubstr("RAM blocks: 1, 8388608 bytes\n"));
+  EXPECT_THAT(r.out, HasSubstr("  pc.ram "));
+  EXPECT_THAT(r.out, HasSubstr("(the last one with the guest stopped)"));
+  EXPECT_THAT(r.out, HasSubstr("  total  "));
+  // However many devices `ferry send` registers, each is decoded.
+  const size_t n = device_count(r.out);
+  EXPECT_THAT(r.out, HasSubstr("devices:   " + std::to_string(n) + " (" + std::to_string(n) +
+                               " decoded)"));
+  EXPECT_THAT(r.out, HasSubstr("completion: COMPLETE: "));
+  EXPECT_THAT(r.out, HasSubstr("verify:    HASHES for 1 block: the reconstructed RAM matches them\n"));
+  EXPECT_THAT(r.out, HasSubstr("result:    complete\n"));
+}
+
+TEST(FerryDumpCli, FerryStreamJsonAndExtractRam) {
+  FerryStream s;
+  // The device state: one "idstr (section id)" entry per device the summary lists.
+  auto r = run_command(kFerry + " dump " + shell_quote(s.path.string()));
+  const size_t devices = device_count(r.out);
+  r = run_command(kFerry + " dump --json " + shell_quote(s.path.string()));
+  EXPECT_EQ(r.status, 0) << r.err;
+  const auto state = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(state.is_object());
+  EXPECT_EQ(state.size(), devices);
+  for (const auto& [key, value] : state.items()) {
+    EXPECT_THAT(key, ::testing::MatchesRegex(".+ \\([0-9]+\\)"));
+    EXPECT_TRUE(value.is_object()) << key;
+  }
+
+  const fs::path out = s.dir.path() / "ram";
+  r = run_command(kFerry + " dump --extract-ram " + shell_quote(out.string()) + " " +
+                  shell_quote(s.path.string()));
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("extracted RAM blocks:\n  pc.ram -> " + (out / "pc.ram.bin").string()));
+  const auto ram = read_file(out / "pc.ram.bin");
+  ASSERT_EQ(ram.size(), 8u << 20);
+  // The image `ferry send` had at switchover, XBZRLE deltas applied to the right pages.
+  EXPECT_EQ(cli::hash_hex(cli::image_hash(ram.data(), ram.size())), s.source_hash);
+}
+
+TEST(FerryDumpCli, FerryStreamTruncatedExitsOneWithTheOffset) {
+  FerryStream s;
+  const fs::path cut = s.dir.path() / "cut.fry";
+  const auto ch0 = read_file(s.path), ch1 = read_file(s.path.string() + ".1");
+  std::ofstream(cut, std::ios::binary).write(reinterpret_cast<const char*>(ch0.data()),
+                                             static_cast<std::streamsize>(ch0.size()));
+  // Channel 1 cut in the middle: the error names that file.
+  std::ofstream(cut.string() + ".1", std::ios::binary)
+      .write(reinterpret_cast<const char*>(ch1.data()), static_cast<std::streamsize>(ch1.size() / 2));
+  auto r = run_command(kFerry + " dump " + shell_quote(cut.string()));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.err, StartsWith("ferry dump: " + cut.string() + ".1: offset 0x"));
+  EXPECT_THAT(r.err, HasSubstr(": truncated: channel 1"));
+  EXPECT_THAT(r.out, HasSubstr("result:    stopped at " + cut.string() + ".1 offset 0x"));
+
+  // Channel 0 cut: the error names it; what came before is still reported.
+  std::ofstream(cut, std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(ch0.data()), static_cast<std::streamsize>(ch0.size() - 30));
+  std::ofstream(cut.string() + ".1", std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(ch1.data()), static_cast<std::streamsize>(ch1.size()));
+  r = run_command(kFerry + " dump " + shell_quote(cut.string()));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.err, StartsWith("ferry dump: " + cut.string() + ": offset 0x"));
+  EXPECT_THAT(r.err, HasSubstr("truncated"));
+  EXPECT_THAT(r.out, HasSubstr("completion: COMPLETE: "));
+
+  // A missing companion file is named.
+  fs::remove(cut.string() + ".1");
+  r = run_command(kFerry + " dump " + shell_quote(cut.string()));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err, "ferry dump: " + cut.string() + ": offset 0x14: channel 1 of 2 is missing: "
+                   "cannot read " + cut.string() + ".1: No such file or directory\n");
 }
 
 TEST(FerryDumpCli, UsageErrorsExitTwo) {

@@ -156,10 +156,10 @@ TEST(HandmadeStream, MultifdFlushIsANoOp) {
 TEST(HandmadeStream, BadMagic) {
   StreamBuilder b;
   b.raw("QEVX").be32(3);
-  expect_error(read(b), 0, "not a QEMU stream (magic 0x51455658");
+  expect_error(read(b), 0, "not a QEMU or ferry stream (magic 0x51455658");
   StreamBuilder tiny;
   tiny.raw("QE");
-  expect_error(read(tiny), 0, "not a QEMU stream");
+  expect_error(read(tiny), 0, "not a QEMU or ferry stream");
 }
 
 TEST(HandmadeStream, BadVersion) {

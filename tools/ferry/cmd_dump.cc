@@ -1,6 +1,7 @@
-// `ferry dump FILE [--json] [--extract-ram DIR] [--vmdesc JSON]`: reads a migration stream and
-// prints a summary, or the device state as analyze-migration.py's JSON, and/or writes each RAM
-// block to DIR/<block name mapped by block_file_name()>.bin.
+// `ferry dump FILE [--json] [--extract-ram DIR] [--vmdesc JSON]`: reads a migration stream (QEMU's
+// format, or a ferry stream file from `ferry send --connect file:FILE`, whose channels i > 0 are
+// read from FILE.i) and prints a summary, or the device state as analyze-migration.py's JSON,
+// and/or writes each RAM block to DIR/<block name mapped by block_file_name()>.bin.
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -25,6 +26,8 @@ struct DumpOptions {
 int run_dump(const DumpOptions& o) {
   const std::string prefix = "ferry dump: " + o.file + ": ";
   stream::ReadOptions ro;
+  // A ferry stream of several channels: the others are FILE.1, FILE.2, ...
+  ro.channel_file = stream::channel_files(o.file);
   std::vector<uint8_t> bytes;
   try {
     bytes = stream::read_file(o.file);
@@ -73,7 +76,10 @@ int run_dump(const DumpOptions& o) {
     char off[32];
     std::snprintf(off, sizeof off, "offset 0x%llx: ",
                   static_cast<unsigned long long>(info.error->offset));
-    std::cerr << prefix << off << info.error->message << "\n";
+    // Errors in a ferry stream's channel file other than FILE name that file.
+    const std::string where =
+        info.error->file.empty() ? prefix : "ferry dump: " + info.error->file + ": ";
+    std::cerr << where << off << info.error->message << "\n";
     status = kExitFailure;
   }
   return status;
@@ -83,13 +89,20 @@ int run_dump(const DumpOptions& o) {
 
 std::pair<CLI::App*, Runner> add_dump_command(CLI::App& app) {
   auto opts = std::make_shared<DumpOptions>();
-  CLI::App* sub = app.add_subcommand("dump", "Read a migration stream (QEMU format) and report on it");
-  sub->add_option("FILE", opts->file, "the stream file")->required();
+  CLI::App* sub = app.add_subcommand(
+      "dump",
+      "Read a migration stream (QEMU or ferry format) and report on it: sections, sizes, page "
+      "counts by kind, device state; errors name the file and byte offset");
+  sub->add_option("FILE", opts->file,
+                  "the stream file: a QEMU migration stream, or a ferry stream file (`ferry send "
+                  "--connect file:FILE`; channels i > 0 are read from FILE.i)")
+      ->required();
   sub->add_flag("--json", opts->json,
                 "print the device state as JSON (like QEMU's analyze-migration.py -f) instead of "
                 "the summary");
   sub->add_option("--extract-ram", opts->extract_dir,
-                  "write each RAM block to DIR/<name>.bin ('/' -> '_', other unusual bytes -> %XX)")
+                  "write each RAM block to DIR/<name>.bin ('/' -> '_', other unusual bytes -> %XX), "
+                  "XBZRLE pages decoded against the page's previous content")
       ->type_name("DIR");
   sub->add_option("--vmdesc", opts->vmdesc_file,
                   "decode device sections with this vmdesc JSON (analyze-migration.py -d desc "
