@@ -60,6 +60,20 @@ void add(PageCounts& to, const PageCounts& c) {
 }
 
 // ferry's own stream files (engine/stream/ferry_stream.h).
+// "vmdesc:    <where> 0x... (N bytes of JSON); M device descriptions used from ..." (no newline).
+void print_vmdesc_line(std::ostream& out, const StreamInfo& info, const char* where) {
+  if (info.vmdesc_in_stream) {
+    out << fmt("vmdesc:    %s 0x%llx (%llu bytes of JSON)", where, ull(info.vmdesc_offset),
+               ull(info.vmdesc_length));
+  } else {
+    out << "vmdesc:    absent";
+  }
+  if (!info.vmdesc_source.empty()) {
+    out << fmt("; %zu device descriptions used from %s", info.vmdesc_devices,
+               info.vmdesc_source.c_str());
+  }
+}
+
 void print_ferry_summary(std::ostream& out, const std::string& file_name, const StreamInfo& info) {
   const FerryStreamInfo& f = *info.ferry;
   out << "file:      " << file_name << " (" << info.file_size << " bytes)\n";
@@ -123,16 +137,7 @@ void print_ferry_summary(std::ostream& out, const std::string& file_name, const 
   for (const auto& r : info.records) decoded += r.decoded;
   out << fmt("\ndevices:   %u (%zu decoded), %llu bytes of DEVICE and VMDESC bodies\n", f.devices,
              decoded, ull(f.device_bytes));
-  if (info.vmdesc_in_stream) {
-    out << fmt("vmdesc:    VMDESC at 0x%llx (%llu bytes of JSON)", ull(info.vmdesc_offset),
-               ull(info.vmdesc_length));
-  } else {
-    out << "vmdesc:    absent";
-  }
-  if (!info.vmdesc_source.empty()) {
-    out << fmt("; %zu device descriptions used from %s", info.vmdesc_devices,
-               info.vmdesc_source.c_str());
-  }
+  print_vmdesc_line(out, info, "VMDESC at");
   out << "\n";
   if (!info.records.empty()) {
     out << fmt("  %-10s %8s %4s  %-32s %4s %4s  %s\n", "offset", "bytes", "id", "section", "inst",
@@ -194,16 +199,7 @@ void print_summary(std::ostream& out, const std::string& file_name, const Stream
   out << "file:      " << file_name << " (" << info.file_size << " bytes)\n";
   out << "format:    " << info.format << " migration stream, version " << info.version << "\n";
   out << "machine:   " << (info.machine.empty() ? "(unknown)" : info.machine) << "\n";
-  if (info.vmdesc_in_stream) {
-    out << fmt("vmdesc:    present at 0x%llx (%llu bytes of JSON)", ull(info.vmdesc_offset),
-               ull(info.vmdesc_length));
-  } else {
-    out << "vmdesc:    absent";
-  }
-  if (!info.vmdesc_source.empty()) {
-    out << fmt("; %zu device descriptions used from %s", info.vmdesc_devices,
-               info.vmdesc_source.c_str());
-  }
+  print_vmdesc_line(out, info, "present at");
   out << "\n\nrecords (" << info.records.size() << "):\n";
   out << fmt("  %-10s %10s  %-14s %4s  %-32s %4s %4s  %s\n", "offset", "bytes", "type", "id",
              "section", "inst", "ver", "contents");
