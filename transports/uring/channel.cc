@@ -115,8 +115,17 @@ std::string UringChannel::send_path() const {
 }
 
 void UringChannel::ensure_ring() {
-  if (ring_live_) return;
   const Features& f = features();
+  const bool single_issuer = f.channel_setup_flags() & IORING_SETUP_SINGLE_ISSUER;
+  if (ring_live_) {
+    if (!single_issuer || ring_owner_ == std::this_thread::get_id()) return;
+    // Another thread takes over the channel: it needs a ring of its own (see channel.h).
+    if (in_flight()) {
+      fail(EBUSY, "channel driven by a second thread while the first has operations in flight");
+    }
+    io_uring_queue_exit(&ring_);
+    ring_live_ = false;
+  }
   if (f.setup_error) fail(f.setup_error, "io_uring setup");
   io_uring_params p{};
   p.flags = f.channel_setup_flags();
@@ -124,6 +133,15 @@ void UringChannel::ensure_ring() {
   int r = io_uring_queue_init_params(kRingEntries, &ring_, &p);
   if (r < 0) fail(-r, "io_uring_queue_init");
   ring_live_ = true;
+  ring_owner_ = std::this_thread::get_id();
+  if (fixed_table_) {
+    // The same slots on the new ring, so the keys handed out stay valid.
+    if (io_uring_register_buffers_sparse(&ring_, kFixedSlots) != 0 ||
+        io_uring_register_buffers_update_tag(&ring_, 0, fixed_iov_.data(), nullptr,
+                                             kFixedSlots) != static_cast<int>(kFixedSlots)) {
+      fail(ENOMEM, "re-registering fixed buffers on the ring of the channel's new thread");
+    }
+  }
 }
 
 void UringChannel::check_usable(const char* op) {
@@ -473,6 +491,7 @@ void UringChannel::send(std::span<const iovec> iov, uint64_t cookie) {
 size_t UringChannel::poll_completions() {
   check_usable("poll_completions");
   if (!ring_live_) return 0;
+  ensure_ring();
   process_cqes();
   kick();
   submit_pending();
@@ -487,6 +506,7 @@ size_t UringChannel::poll_completions() {
 void UringChannel::wait_all() {
   check_usable("wait_all");
   if (rec_head_ == rec_tail_) return;
+  ensure_ring();
   progress_until([&] { return rec_head_ == rec_tail_; }, "wait_all");
 }
 
@@ -655,6 +675,7 @@ MemoryRegion UringChannel::register_memory(void* addr, size_t len) {
     if (!fixed_table_ && io_uring_register_buffers_sparse(&ring_, kFixedSlots) == 0) {
       fixed_table_ = true;
       fixed_used_.assign(kFixedSlots, false);
+      fixed_iov_.assign(kFixedSlots, iovec{nullptr, 0});
     }
     const uint32_t need = static_cast<uint32_t>((len + kFixedChunk - 1) / kFixedChunk);
     for (uint32_t first = 0; fixed_table_ && first + need <= kFixedSlots; ++first) {
@@ -670,6 +691,7 @@ MemoryRegion UringChannel::register_memory(void* addr, size_t len) {
       if (io_uring_register_buffers_update_tag(&ring_, first, chunks.data(), nullptr, need) ==
           static_cast<int>(need)) {
         std::fill(fixed_used_.begin() + first, fixed_used_.begin() + first + need, true);
+        std::copy(chunks.begin(), chunks.end(), fixed_iov_.begin() + first);
         r.first_slot = first;
         r.slots = need;
         r.region.key = first;
@@ -693,12 +715,15 @@ void UringChannel::deregister_memory(const MemoryRegion& region) {
     // A fixed buffer must not vanish under a send in flight.
     if (!failed_ && !closed_) wait_all();
     if (ring_live_) {
+      ensure_ring();  // register calls too belong to a single-issuer ring's owner
       std::vector<iovec> empty(it->slots, iovec{nullptr, 0});
       io_uring_register_buffers_update_tag(&ring_, it->first_slot, empty.data(), nullptr,
                                            it->slots);
     }
     std::fill(fixed_used_.begin() + it->first_slot,
               fixed_used_.begin() + it->first_slot + it->slots, false);
+    std::fill(fixed_iov_.begin() + it->first_slot,
+              fixed_iov_.begin() + it->first_slot + it->slots, iovec{nullptr, 0});
   }
   regions_.erase(it);
 }

@@ -56,8 +56,10 @@ bool Features::submit_stable() const { return kernel_features & IORING_FEAT_SUBM
 unsigned Features::channel_setup_flags() const {
   unsigned flags = 0;
   if (cqsize) flags |= IORING_SETUP_CQSIZE;
-  // Completions wait for the driving thread's next ring call instead of interrupting it: a
-  // channel's thread is in the ring whenever it waits, so nothing is delayed.
+  // Completion work runs only when the driving thread waits in the ring instead of interrupting
+  // it: a channel's thread is in the ring whenever it waits, so nothing is delayed. DEFER_TASKRUN
+  // (6.1) does that fully but needs one issuing thread: UringChannel::ensure_ring handles that.
+  if (defer_taskrun) return flags | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
   if (taskrun_flag) flags |= IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
   else if (coop_taskrun) flags |= IORING_SETUP_COOP_TASKRUN;
   return flags;
