@@ -4,6 +4,7 @@
 #include <set>
 
 #include "engine/ram/dirty_bitmap.h"
+#include "engine/ram/page_hash.h"
 #include "engine/ram/wire_format.h"
 
 namespace ferry::ram {
@@ -32,6 +33,13 @@ void check_blocks(const std::vector<RamBlock>& blocks, const char* side) {
     }
     if (b.size / b.page_size >= DirtyBitmap::kMaxPages) bad("too many pages");
   }
+}
+
+std::vector<uint64_t> block_hashes(const std::vector<RamBlock>& blocks) {
+  std::vector<uint64_t> v;
+  v.reserve(blocks.size());
+  for (const auto& b : blocks) v.push_back(hash64(b.host, b.size));
+  return v;
 }
 
 }  // namespace ferry::ram

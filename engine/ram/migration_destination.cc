@@ -7,7 +7,6 @@
 #include "engine/migration.h"
 #include "engine/ram/block_check.h"
 #include "engine/ram/control.h"
-#include "engine/ram/page_hash.h"
 #include "engine/ram/page_receiver.h"
 #include "engine/ram/placement.h"
 #include "engine/ram/wire_format.h"
@@ -214,29 +213,19 @@ DestinationStats MigrationDestination::run(std::vector<transport::ChannelPtr> ch
                        : link.recv({wire::PacketType::kVerify, wire::PacketType::kDone}, "source");
     if (msg.header.type == wire::PacketType::kHashes) {
       // The source's hashes, written into the stream: check what we loaded against them.
-      wire::BodyReader hr(msg.body.data(), msg.body.size(), 0, msg.header.packet);
-      const uint32_t nb = hr.u32("nblocks");
-      if (nb != m.blocks.size()) {
-        wire::fail(0, msg.header.packet, wire::kHeaderSize,
-                   "HASHES for " + std::to_string(nb) + " blocks, expected " +
-                       std::to_string(m.blocks.size()));
-      }
-      std::string mismatch;
-      for (size_t i = 0; i < nb; ++i) {
-        if (hr.u64("hash") != hash64(m.blocks[i].host, m.blocks[i].size) && mismatch.empty()) {
-          mismatch = "verification failed: block '" + m.blocks[i].name +
-                     "' differs from the source's hash recorded in the stream";
+      const std::vector<uint64_t> recorded = wire::decode_hashes(
+          msg.body.data(), msg.body.size(), 0, msg.header.packet, m.blocks.size());
+      const std::vector<uint64_t> mine = ram::block_hashes(m.blocks);
+      for (size_t i = 0; i < mine.size(); ++i) {
+        if (mine[i] != recorded[i]) {
+          throw MigrationError("verification failed: block '" + m.blocks[i].name +
+                               "' differs from the source's hash recorded in the stream");
         }
       }
-      hr.end();
-      if (!mismatch.empty()) throw MigrationError(mismatch);
       st.verified = true;
       msg = link.recv({wire::PacketType::kDone}, "source");
     } else if (msg.header.type == wire::PacketType::kVerify) {
-      wire::BodyWriter w;
-      w.u32(static_cast<uint32_t>(m.blocks.size()));
-      for (const auto& b : m.blocks) w.u64(hash64(b.host, b.size));
-      link.send(wire::PacketType::kHashes, w.bytes());
+      link.send(wire::PacketType::kHashes, wire::encode_hashes(ram::block_hashes(m.blocks)));
       msg = link.recv({wire::PacketType::kDone}, "source");
     }
     wire::BodyReader r(msg.body.data(), msg.body.size(), 0, msg.header.packet);

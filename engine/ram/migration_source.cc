@@ -11,7 +11,6 @@
 #include "engine/migration.h"
 #include "engine/ram/block_check.h"
 #include "engine/ram/control.h"
-#include "engine/ram/page_hash.h"
 #include "engine/ram/page_sender.h"
 #include "engine/ram/placement.h"
 #include "engine/ram/wire_format.h"
@@ -311,6 +310,7 @@ MigrationStats MigrationSource::run(std::vector<transport::ChannelPtr> channels)
       }
     }
     st.placement = placement.description;
+    st.one_way = one_way;
     // --- end RDMA placement offer ---
     st.setup_seconds = since(t0);
 
@@ -447,31 +447,21 @@ MigrationStats MigrationSource::run(std::vector<transport::ChannelPtr> channels)
     if (m.cfg.verify && one_way) {
       // The reader of the stream checks what it loaded against these (it may be years later).
       const auto tv = Clock::now();
-      wire::BodyWriter w;
-      w.u32(static_cast<uint32_t>(m.blocks.size()));
-      for (const auto& b : m.blocks) w.u64(hash64(b.host, b.size));
-      link.send(wire::PacketType::kHashes, w.bytes());
+      link.send(wire::PacketType::kHashes, wire::encode_hashes(ram::block_hashes(m.blocks)));
       st.verify_seconds = since(tv);
     } else if (m.cfg.verify) {
       const auto tv = Clock::now();
       link.send(wire::PacketType::kVerify, {});
-      std::vector<uint64_t> mine;
-      for (const auto& b : m.blocks) mine.push_back(hash64(b.host, b.size));
+      const std::vector<uint64_t> mine = ram::block_hashes(m.blocks);
       auto msg = link.recv({wire::PacketType::kHashes}, "destination");
-      wire::BodyReader r(msg.body.data(), msg.body.size(), 0, msg.header.packet);
-      const uint32_t nb = r.u32("nblocks");
-      if (nb != m.blocks.size()) {
-        wire::fail(0, msg.header.packet, wire::kHeaderSize,
-                   "HASHES for " + std::to_string(nb) + " blocks, expected " +
-                       std::to_string(m.blocks.size()));
-      }
-      for (size_t i = 0; i < nb; ++i) {
-        if (r.u64("hash") != mine[i] && verify_error.empty()) {
+      const std::vector<uint64_t> theirs = wire::decode_hashes(
+          msg.body.data(), msg.body.size(), 0, msg.header.packet, m.blocks.size());
+      for (size_t i = 0; i < theirs.size() && verify_error.empty(); ++i) {
+        if (theirs[i] != mine[i]) {
           verify_error = "verification failed: block '" + m.blocks[i].name +
                          "' differs between source and destination";
         }
       }
-      r.end();
       st.verify_seconds = since(tv);
       result = verify_error.empty() ? 1 : 2;
       st.verified = result == 1;

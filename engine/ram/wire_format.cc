@@ -455,6 +455,29 @@ PageCounts decode_counts(BodyReader& r) {
   return c;
 }
 
+std::vector<uint8_t> encode_hashes(const std::vector<uint64_t>& hashes) {
+  BodyWriter w;
+  w.u32(static_cast<uint32_t>(hashes.size()));
+  for (uint64_t h : hashes) w.u64(h);
+  return w.bytes();
+}
+
+std::vector<uint64_t> decode_hashes(const uint8_t* body, size_t n, uint32_t channel,
+                                    uint64_t packet, size_t expected_blocks,
+                                    const char* expected_what) {
+  BodyReader r(body, n, channel, packet);
+  const uint32_t nb = r.u32("nblocks");
+  if (nb != expected_blocks) {
+    fail(channel, packet, kHeaderSize,
+         "HASHES for " + std::to_string(nb) + " blocks, " + expected_what + " " +
+             std::to_string(expected_blocks));
+  }
+  std::vector<uint64_t> v;
+  for (uint32_t i = 0; i < nb; ++i) v.push_back(r.u64("hash"));
+  r.end();
+  return v;
+}
+
 size_t owned_payload_cap(const std::vector<RamBlock>& blocks, size_t batch_pages) {
   size_t max_page = 4096;
   for (const auto& b : blocks) max_page = std::max(max_page, b.page_size);

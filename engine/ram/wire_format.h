@@ -252,6 +252,13 @@ std::vector<std::vector<transport::RemoteRegion>> validate_placement(
 void encode_counts(BodyWriter& w, const PageCounts& c);
 PageCounts decode_counts(BodyReader& r);
 
+// HASHES body: u32 nblocks, nblocks x u64 (hash64 of each block). decode_hashes refuses a count
+// other than `expected_blocks` ("HASHES for N blocks, <expected_what> M").
+std::vector<uint8_t> encode_hashes(const std::vector<uint64_t>& hashes);
+std::vector<uint64_t> decode_hashes(const uint8_t* body, size_t n, uint32_t channel,
+                                    uint64_t packet, size_t expected_blocks,
+                                    const char* expected_what = "expected");
+
 // Largest non-NORMAL payload a sender puts in one packet for these blocks: one packet's
 // worth of pages, at least one page, at most 1 MiB unless a page is bigger.
 size_t owned_payload_cap(const std::vector<RamBlock>& blocks, size_t batch_pages);

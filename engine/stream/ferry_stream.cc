@@ -766,17 +766,8 @@ class FerryReader {
 
   void read_hashes(Channel& c, const Packet& p) {
     const std::vector<uint64_t> hashes = wire_call(c, p.offset, p.h.packet, "HASHES", [&] {
-      wire::BodyReader r(p.body.data(), p.body.size(), 0, p.h.packet);
-      const uint32_t nb = r.u32("nblocks");
-      if (nb != image_.size()) {
-        wire::fail(0, p.h.packet, wire::kHeaderSize,
-                   "HASHES for " + std::to_string(nb) + " blocks, HELLO listed " +
-                       std::to_string(image_.size()));
-      }
-      std::vector<uint64_t> v;
-      for (uint32_t i = 0; i < nb; ++i) v.push_back(r.u64("hash"));
-      r.end();
-      return v;
+      return wire::decode_hashes(p.body.data(), p.body.size(), 0, p.h.packet, image_.size(),
+                                 "HELLO listed");
     });
     f().hashes = true;
     f().recorded_hashes = hashes;
