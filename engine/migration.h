@@ -104,6 +104,9 @@ struct MigrationStats {
   uint64_t xbzrle_overflows = 0;   // delta did not fit the threshold: sent otherwise
   uint64_t xbzrle_bytes = 0;
   bool verified = false;           // per-block hashes compared equal
+  // The channels were one-way (a stream file, transport::kOneWay): nobody confirmed anything;
+  // with verify the hashes went into the stream for its reader to check.
+  bool one_way = false;
   // How NORMAL pages reached the destination: "rdma-write" (RDMA WRITE into the destination's
   // registered blocks, records only in the stream), or "stream" with the reason in parentheses.
   std::string placement;

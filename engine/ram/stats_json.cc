@@ -26,6 +26,7 @@ std::string to_json(const MigrationStats& s) {
   j["dirty-tracking"] = s.dirty_tracking;
   j["converged-by"] = s.converged_by;
   j["placement"] = s.placement;
+  j["one-way"] = s.one_way;
   j["placed-pages"] = s.placed_pages;
   j["device-state"] = {{"sections", s.devices}, {"bytes", s.device_bytes}};
 

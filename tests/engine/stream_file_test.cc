@@ -90,6 +90,7 @@ TEST_P(StreamFile, LiveWriteThenLoadGivesTheSwitchoverImageVerified) {
   EXPECT_EQ(s.status, "completed");
   EXPECT_FALSE(s.verified);  // nobody answered; the reader verifies
   EXPECT_EQ(s.placement, "stream");
+  EXPECT_TRUE(s.one_way);
   ASSERT_EQ(image.size(), kSize);
 
   const DestinationStats d = load_stream(file, dst);

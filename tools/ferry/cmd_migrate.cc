@@ -275,9 +275,9 @@ int run_send(MigrateOptions o) {
     return kExitFailure;
   }
   bool ok = write_outputs(o, s, std::cout, prog);
-  if (o.uri.rfind("file:", 0) == 0) {
+  if (s.stats.one_way) {
     // Nobody answers a stream file: the reader checks the hashes written into it.
-    std::cout << "written: " << o.uri.substr(5) << " (" << s.stats.channels
+    std::cout << "written: " << o.uri << " (" << s.stats.channels
               << " file(s); `ferry recv --listen " << o.uri
               << "` loads and verifies it, `ferry dump` reads it; source image hash "
               << hash_hex(s.source_hash) << " at switchover)\n";
