@@ -115,10 +115,8 @@ std::string UringChannel::send_path() const {
 }
 
 void UringChannel::ensure_ring() {
-  const Features& f = features();
-  const bool single_issuer = f.channel_setup_flags() & IORING_SETUP_SINGLE_ISSUER;
   if (ring_live_) {
-    if (!single_issuer || ring_owner_ == std::this_thread::get_id()) return;
+    if (!ring_single_issuer_ || ring_owner_ == std::this_thread::get_id()) return;
     // Another thread takes over the channel: it needs a ring of its own (see channel.h).
     if (in_flight()) {
       fail(EBUSY, "channel driven by a second thread while the first has operations in flight");
@@ -126,9 +124,11 @@ void UringChannel::ensure_ring() {
     io_uring_queue_exit(&ring_);
     ring_live_ = false;
   }
+  const Features& f = features();
   if (f.setup_error) fail(f.setup_error, "io_uring setup");
   io_uring_params p{};
   p.flags = f.channel_setup_flags();
+  ring_single_issuer_ = p.flags & IORING_SETUP_SINGLE_ISSUER;
   p.cq_entries = kCqEntries;
   int r = io_uring_queue_init_params(kRingEntries, &ring_, &p);
   if (r < 0) fail(-r, "io_uring_queue_init");

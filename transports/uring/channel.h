@@ -136,7 +136,8 @@ class UringChannel final : public Channel {
 
   io_uring ring_{};
   bool ring_live_ = false;
-  std::thread::id ring_owner_;  // the thread that created ring_ (single-issuer rings)
+  bool ring_single_issuer_ = false;  // ring_ may only be used by ring_owner_
+  std::thread::id ring_owner_;       // the thread that created ring_
   std::atomic<bool> aborted_{false};
   bool closed_ = false;
   bool failed_ = false;
