@@ -204,14 +204,8 @@ INSTANTIATE_TEST_SUITE_P(ChannelsCodecs, EngineMigrate,
                          });
 
 // The same over rdma (RDMA WRITE placement of NORMAL pages): runs where an RDMA device exists,
-// i.e. inside tools/rxe/run-in-vm (tests/rxe, label rxe), which sets FERRY_RXE_SERVER_ADDR.
-std::string rdma_uri_or_skip_reason(std::string* uri) {
-  std::string why = transport::rdma::unavailable_reason();
-  const char* a = std::getenv("FERRY_RXE_SERVER_ADDR");
-  if (why.empty() && !a) why = "FERRY_RXE_SERVER_ADDR unset (run under tools/rxe/run-in-vm)";
-  if (why.empty()) *uri = std::string("rdma:") + a + ":0";
-  return why;
-}
+// i.e. inside tools/rxe/run-in-vm (tests/rxe, label rxe).
+using testing::rdma_uri_or_skip_reason;
 
 class EngineMigrateRdma : public ::testing::TestWithParam<std::tuple<uint32_t, int>> {};
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "engine/migration.h"
 #include "engine/ram/bitmap_dirty_source.h"
+#include "transports/rdma/rdma_transport.h"
 #include "transports/transport.h"
 
 namespace ferry::testing {
@@ -127,6 +129,16 @@ inline std::string unix_uri() {
   static std::atomic<int> n{0};
   return "unix:/tmp/ferry-engine-test-" + std::to_string(getpid()) + "-" +
          std::to_string(n++) + ".sock";
+}
+
+// An rdma: URI for the soft-RoCE VM's server address (tools/rxe/run-in-vm sets
+// FERRY_RXE_SERVER_ADDR), or why rdma tests must skip here ("" when *uri was set).
+inline std::string rdma_uri_or_skip_reason(std::string* uri) {
+  std::string why = transport::rdma::unavailable_reason();
+  const char* a = std::getenv("FERRY_RXE_SERVER_ADDR");
+  if (why.empty() && !a) why = "FERRY_RXE_SERVER_ADDR unset (run under tools/rxe/run-in-vm)";
+  if (why.empty()) *uri = std::string("rdma:") + a + ":0";
+  return why;
 }
 
 inline ChannelPair make_channels(const std::string& uri, uint32_t n) {

@@ -15,7 +15,6 @@
 
 #include "engine/migration.h"
 #include "tests/engine/migration_test_util.h"
-#include "transports/rdma/rdma_transport.h"
 
 namespace ferry {
 namespace {
@@ -99,11 +98,8 @@ class EnginePeerKilled : public ::testing::TestWithParam<std::string> {};
 TEST_P(EnginePeerKilled, SourceFailsInBoundedTimeResumesAndIsUntouched) {
   std::string uri = "tcp:127.0.0.1:0";
   if (GetParam() == "Rdma") {
-    std::string why = transport::rdma::unavailable_reason();
-    const char* a = std::getenv("FERRY_RXE_SERVER_ADDR");
-    if (why.empty() && !a) why = "FERRY_RXE_SERVER_ADDR unset (run under tools/rxe/run-in-vm)";
+    const std::string why = testing::rdma_uri_or_skip_reason(&uri);
     if (!why.empty()) GTEST_SKIP() << why;
-    uri = std::string("rdma:") + a + ":0";
   }
   testing::GuardedMem src(kSize);
   testing::fill_guest(src.data(), kSize, kPage, 5);
