@@ -23,6 +23,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev            # ferry CLI arguments, JSON statistics
   asn1c                                      # checks the vmstate BER output against its ASN.1 module
   qemu-system-x86 busybox-static kmod cpio zstd  # tools/rxe/run-in-vm: soft-RoCE VM for rdma tests
+  file xz-utils                              # run-in-vm: finds a static busybox, unpacks vmlinux
   rdma-core ibverbs-utils perftest           # rdma link / ibv_devices / ib_write_bw inside that VM
   clang libclang-rt-14-dev                   # fuzz targets (tools/fuzz.sh); libFuzzer and the
                                              # ASan/UBSan runtimes are in libclang-rt-14-dev, only
