@@ -1,6 +1,6 @@
 #include <cerrno>
 
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::transport {
 

@@ -1,4 +1,4 @@
-#include "transports/error.h"
+#include "ferry/transport_error.h"
 
 #include <cerrno>
 #include <cstring>

@@ -9,7 +9,7 @@
 //        8    8  session id
 //       16    4  channel index
 //       20    4  channel count
-//       24    8  capabilities     transports/transport.h Capability bits
+//       24    8  capabilities     include/ferry/transport.h Capability bits
 //       32   28  reserved         sent as zero, ignored on receipt (room for new fields)
 //       60    4  checksum         FNV-1a 32 over bytes 0..59
 //
@@ -26,7 +26,7 @@
 #include <span>
 #include <string>
 
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::transport::handshake {
 

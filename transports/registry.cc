@@ -7,7 +7,7 @@
 #include "transports/file/file_transport.h"
 #include "transports/rdma/rdma_transport.h"
 #include "transports/tcp/stream_transport.h"
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::transport {
 namespace {

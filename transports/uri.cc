@@ -1,4 +1,4 @@
-#include "transports/uri.h"
+#include "ferry/uri.h"
 
 #include <arpa/inet.h>
 #include <sys/un.h>
@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include "transports/error.h"
+#include "ferry/transport_error.h"
 
 namespace ferry::transport {
 namespace {

@@ -25,8 +25,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/ram/dirty_bitmap.h"
-#include "engine/ram/uffd_wp_dirty_source.h"
+#include "ferry/dirty_bitmap.h"
+#include "ferry/uffd_wp_dirty_source.h"
 
 namespace ferry {
 namespace {

@@ -31,8 +31,8 @@
 #include <string>
 #include <thread>
 
-#include "engine/migration.h"
-#include "transports/transport.h"
+#include "ferry/migration.h"
+#include "ferry/transport.h"
 
 namespace ferry {
 namespace {

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "bench/common/plain_names.h"
-#include "transports/transport.h"
+#include "ferry/transport.h"
 #include "transports/uring/features.h"
 
 namespace {

@@ -1,5 +1,5 @@
 // Device state on ferry's main channel (issue 5 item 4). After the final RAM pass, with the guest
-// stopped, the source saves every registered Device (engine/migration.h) as one QEMU section per
+// stopped, the source saves every registered Device (include/ferry/migration.h) as one QEMU section per
 // DEVICE packet and then sends a VMDESC packet: their count and QEMU's vmdesc JSON describing
 // every section (engine/vmstate/vmdesc_json.h), so a reader without the device code can decode
 // them. The destination looks each section up by idstr/instance id, loads it through the vmstate
@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/migration.h"
+#include "ferry/migration.h"
 
 namespace ferry::device {
 

@@ -1,4 +1,4 @@
-#include "engine/ram/bitmap_dirty_source.h"
+#include "ferry/bitmap_dirty_source.h"
 
 #include <cstring>
 #include <stdexcept>

@@ -3,7 +3,7 @@
 #include <bit>
 #include <set>
 
-#include "engine/ram/dirty_bitmap.h"
+#include "ferry/dirty_bitmap.h"
 #include "engine/ram/page_hash.h"
 #include "engine/ram/wire_format.h"
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/migration.h"
+#include "ferry/migration.h"
 
 namespace ferry::ram {
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "engine/ram/wire_format.h"
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::ram {
 

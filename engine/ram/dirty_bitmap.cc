@@ -1,4 +1,4 @@
-#include "engine/ram/dirty_bitmap.h"
+#include "ferry/dirty_bitmap.h"
 
 #include <algorithm>
 #include <bit>

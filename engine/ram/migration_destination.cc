@@ -4,7 +4,7 @@
 #include <mutex>
 
 #include "engine/device/device_state.h"
-#include "engine/migration.h"
+#include "ferry/migration.h"
 #include "engine/ram/block_check.h"
 #include "engine/ram/control.h"
 #include "engine/ram/page_receiver.h"

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "engine/device/device_state.h"
-#include "engine/migration.h"
+#include "ferry/migration.h"
 #include "engine/ram/block_check.h"
 #include "engine/ram/control.h"
 #include "engine/ram/page_sender.h"

@@ -16,8 +16,8 @@
 #include <thread>
 #include <vector>
 
-#include "engine/migration.h"
-#include "engine/ram/dirty_bitmap.h"
+#include "ferry/migration.h"
+#include "ferry/dirty_bitmap.h"
 #include "engine/ram/wire_format.h"
 
 namespace ferry::ram {

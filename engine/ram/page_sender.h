@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "codecs/xbzrle_cache.h"
-#include "engine/migration.h"
+#include "ferry/migration.h"
 #include "engine/ram/wire_format.h"
 
 namespace ferry::ram {

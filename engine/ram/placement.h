@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/migration.h"
+#include "ferry/migration.h"
 #include "engine/ram/wire_format.h"
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::ram {
 

@@ -2,7 +2,7 @@
 // (and people who know it) find the same names; ferry's per-iteration detail is extra.
 #include <nlohmann/json.hpp>
 
-#include "engine/migration.h"
+#include "ferry/migration.h"
 
 namespace ferry {
 namespace {

@@ -1,4 +1,4 @@
-#include "engine/ram/uffd_wp_dirty_source.h"
+#include "ferry/uffd_wp_dirty_source.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -82,8 +82,8 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/migration.h"
-#include "transports/transport.h"
+#include "ferry/migration.h"
+#include "ferry/transport.h"
 
 namespace ferry::wire {
 

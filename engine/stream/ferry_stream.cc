@@ -10,7 +10,7 @@
 
 #include "codecs/lz4_page.h"
 #include "codecs/xbzrle.h"
-#include "engine/migration.h"
+#include "ferry/migration.h"
 #include "engine/ram/page_hash.h"
 #include "engine/ram/wire_format.h"
 #include "engine/stream/byte_reader.h"

@@ -1,6 +1,6 @@
 #include <cstdlib>
 
-#include "engine/vmstate/vmstate.h"
+#include "ferry/vmstate.h"
 
 namespace {
 void* malloc_alloc(const FerryVmsAllocator*, size_t size) { return std::calloc(1, size ? size : 1); }

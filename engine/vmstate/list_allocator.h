@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <new>
 
-#include "engine/vmstate/vmstate.h"
+#include "ferry/vmstate.h"
 
 namespace ferry::vmstate {
 namespace detail {

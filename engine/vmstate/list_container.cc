@@ -2,7 +2,7 @@
 // located through the offsets in FerryVmsContainer.
 #include <cstring>
 
-#include "engine/vmstate/vmstate.h"
+#include "ferry/vmstate.h"
 
 namespace {
 

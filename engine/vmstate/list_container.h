@@ -10,7 +10,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "engine/vmstate/vmstate.h"
+#include "ferry/vmstate.h"
 
 namespace ferry::vmstate {
 namespace detail {

@@ -2,7 +2,7 @@
 #include <cstring>
 
 #include "engine/vmstate/visitor.h"
-#include "engine/vmstate/vmstate.h"
+#include "ferry/vmstate.h"
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "engine/vmstate/errors.h"
-#include "engine/vmstate/vmstate.h"
+#include "ferry/vmstate.h"
 
 namespace ferry::vmstate {
 

@@ -29,7 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/vmstate/errors.h"
-#include "engine/vmstate/vmstate.h"
+#include "ferry/vmstate.h"
 
 namespace ferry::vmstate {
 

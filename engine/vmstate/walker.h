@@ -17,7 +17,7 @@
 
 #include "engine/vmstate/errors.h"
 #include "engine/vmstate/visitor.h"
-#include "engine/vmstate/vmstate.h"
+#include "ferry/vmstate.h"
 
 namespace ferry::vmstate {
 

@@ -10,13 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/device/device_state.h"
-#include "engine/migration.h"
-#include "engine/ram/bitmap_dirty_source.h"
+#include "ferry/migration.h"
+#include "ferry/bitmap_dirty_source.h"
 #include "engine/stream/stream_format.h"
 #include "engine/stream/byte_reader.h"
 #include "engine/stream/vmdesc.h"
 #include "engine/stream/vmstate_decoder.h"
-#include "engine/vmstate/vmstate.h"
+#include "ferry/vmstate.h"
 #include "tests/engine/migration_test_util.h"
 
 namespace ferry {

@@ -17,9 +17,9 @@
 #include <thread>
 #include <vector>
 
-#include "engine/ram/bitmap_dirty_source.h"
-#include "engine/ram/dirty_bitmap.h"
-#include "engine/ram/uffd_wp_dirty_source.h"
+#include "ferry/bitmap_dirty_source.h"
+#include "ferry/dirty_bitmap.h"
+#include "ferry/uffd_wp_dirty_source.h"
 
 namespace ferry {
 namespace {

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <tuple>
 
-#include "engine/migration.h"
+#include "ferry/migration.h"
 #include "engine/ram/page_hash.h"
 #include "tests/engine/migration_test_util.h"
 #include "transports/rdma/rdma_transport.h"

@@ -13,10 +13,10 @@
 #include <thread>
 #include <vector>
 
-#include "engine/migration.h"
-#include "engine/ram/bitmap_dirty_source.h"
+#include "ferry/migration.h"
+#include "ferry/bitmap_dirty_source.h"
 #include "transports/rdma/rdma_transport.h"
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::testing {
 

@@ -6,7 +6,7 @@
 #include <functional>
 #include <future>
 
-#include "engine/migration.h"
+#include "ferry/migration.h"
 #include "engine/ram/control.h"
 #include "engine/ram/wire_format.h"
 #include "tests/engine/migration_test_util.h"

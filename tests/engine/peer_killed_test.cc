@@ -13,7 +13,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "engine/migration.h"
+#include "ferry/migration.h"
 #include "tests/engine/migration_test_util.h"
 
 namespace ferry {

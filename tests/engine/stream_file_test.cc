@@ -9,7 +9,7 @@
 #include <fstream>
 #include <thread>
 
-#include "engine/migration.h"
+#include "ferry/migration.h"
 #include "engine/ram/page_hash.h"
 #include "tests/engine/migration_test_util.h"
 #include "transports/file/file_transport.h"

@@ -29,8 +29,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/migration.h"
-#include "engine/ram/bitmap_dirty_source.h"
+#include "ferry/migration.h"
+#include "ferry/bitmap_dirty_source.h"
 #include "engine/stream/file_io.h"
 #include "engine/stream/stream_format.h"
 #include "engine/vmstate/input.h"
@@ -38,7 +38,7 @@
 #include "tests/stream/stream_builder.h"
 #include "tests/vmstate/fixtures.h"
 #include "tests/stream/handmade_device.h"
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace {
 

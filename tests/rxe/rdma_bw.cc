@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 using namespace ferry::transport;
 using Clock = std::chrono::steady_clock;

@@ -20,12 +20,12 @@
 #include <thread>
 
 #include "engine/device/device_state.h"
-#include "engine/migration.h"
+#include "ferry/migration.h"
 #include "engine/ram/wire_format.h"
 #include "engine/stream/file_io.h"
 #include "engine/stream/stream_format.h"
 #include "engine/stream/summary.h"
-#include "engine/vmstate/vmstate.h"
+#include "ferry/vmstate.h"
 #include "tests/engine/migration_test_util.h"
 #include "tests/stream/test_support.h"
 #include "transports/file/file_transport.h"

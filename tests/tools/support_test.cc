@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/ram/bitmap_dirty_source.h"
+#include "ferry/bitmap_dirty_source.h"
 #include "tools/ferry/cli_util.h"
 #include "tools/ferry/image.h"
 #include "tools/ferry/migrate_options.h"

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "transports/fd.h"
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::transport::testing {
 

@@ -1,7 +1,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::transport {
 namespace {

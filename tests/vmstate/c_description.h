@@ -2,7 +2,7 @@
 #ifndef FERRY_TESTS_VMSTATE_C_DESCRIPTION_H
 #define FERRY_TESTS_VMSTATE_C_DESCRIPTION_H
 
-#include "engine/vmstate/vmstate.h"
+#include "ferry/vmstate.h"
 
 #ifdef __cplusplus
 extern "C" {

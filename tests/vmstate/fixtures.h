@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "engine/vmstate/errors.h"
-#include "engine/vmstate/vmstate.h"
+#include "ferry/vmstate.h"
 
 namespace ferry::vmstate::test {
 

@@ -3,7 +3,7 @@
 #include <cstring>
 #include <random>
 
-#include "engine/vmstate/vmstate.h"
+#include "ferry/vmstate.h"
 
 namespace ferry::cli {
 namespace {

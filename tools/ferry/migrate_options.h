@@ -9,8 +9,8 @@
 
 #include <CLI/CLI.hpp>
 
-#include "engine/migration.h"
-#include "transports/transport.h"
+#include "ferry/migration.h"
+#include "ferry/transport.h"
 
 namespace ferry::cli {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/migration.h"
+#include "ferry/migration.h"
 
 namespace ferry::cli {
 

@@ -12,8 +12,8 @@
 #include <mutex>
 #include <thread>
 
-#include "engine/ram/bitmap_dirty_source.h"
-#include "engine/ram/uffd_wp_dirty_source.h"
+#include "ferry/bitmap_dirty_source.h"
+#include "ferry/uffd_wp_dirty_source.h"
 #include "tools/ferry/cli_util.h"
 #include "tools/ferry/demo_devices.h"
 #include "tools/ferry/report.h"

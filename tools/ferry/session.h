@@ -7,10 +7,10 @@
 #include <iosfwd>
 #include <string>
 
-#include "engine/migration.h"
+#include "ferry/migration.h"
 #include "tools/ferry/image.h"
 #include "tools/ferry/migrate_options.h"
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::cli {
 

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "engine/ram/bitmap_dirty_source.h"
+#include "ferry/bitmap_dirty_source.h"
 #include "tools/ferry/image.h"
 
 namespace ferry::cli {

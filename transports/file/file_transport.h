@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::transport::file {
 

@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::transport::rdma {
 

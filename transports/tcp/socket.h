@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "transports/fd.h"
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::transport::tcp {
 

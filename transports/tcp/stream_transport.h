@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::transport::tcp {
 

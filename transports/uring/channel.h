@@ -43,7 +43,7 @@
 #include <vector>
 
 #include "transports/fd.h"
-#include "transports/transport.h"
+#include "ferry/transport.h"
 
 namespace ferry::transport::uring {
 

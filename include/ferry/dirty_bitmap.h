@@ -9,6 +9,7 @@
 // set (merge_from and set_all mask the last word), so scans need no bounds check per bit.
 #pragma once
 
+#include "ferry/export.h"
 #include <atomic>
 #include <cassert>
 #include <cstddef>
@@ -18,7 +19,7 @@
 
 namespace ferry {
 
-class DirtyBitmap {
+class FERRY_API DirtyBitmap {
  public:
   static constexpr size_t npos = static_cast<size_t>(-1);
   // take_batch() hands out page indices as uint32_t: 2^32 pages is 16 TiB of 4 KiB pages.

@@ -10,6 +10,7 @@
 // are independent and are meant to be driven from different threads.
 #pragma once
 
+#include "ferry/export.h"
 #include <sys/uio.h>
 
 #include <chrono>
@@ -22,8 +23,8 @@
 #include <string_view>
 #include <vector>
 
-#include "transports/error.h"
-#include "transports/uri.h"
+#include "ferry/transport_error.h"
+#include "ferry/uri.h"
 
 namespace ferry::transport {
 
@@ -116,7 +117,7 @@ struct ChannelStats {
   uint64_t ring_enters = 0;             // io_uring_enter / submit calls
 };
 
-class Channel {
+class FERRY_API Channel {
  public:
   // Called once per send(), in send order, on the thread driving the channel (from inside send,
   // poll_completions, wait_all, recv or close) when the kernel no longer needs the send's
@@ -199,7 +200,7 @@ using ChannelPtr = std::unique_ptr<Channel>;
 // they do not disturb the session being accepted.
 using RefusalCallback = std::function<void(const TransportError&)>;
 
-class Listener {
+class FERRY_API Listener {
  public:
   virtual ~Listener() = default;
   // Where peers can connect, with the port the kernel chose (e.g. "tcp:127.0.0.1:40123").
@@ -213,11 +214,11 @@ class Listener {
   RefusalCallback on_refused_;
 };
 
-std::unique_ptr<Listener> listen(const Uri& uri, const Options& options = {});
-std::unique_ptr<Listener> listen(std::string_view uri, const Options& options = {});
+FERRY_API std::unique_ptr<Listener> listen(const Uri& uri, const Options& options = {});
+FERRY_API std::unique_ptr<Listener> listen(std::string_view uri, const Options& options = {});
 // Opens options.channels channels of one session, ordered by index.
-std::vector<ChannelPtr> connect(const Uri& uri, const Options& options = {});
-std::vector<ChannelPtr> connect(std::string_view uri, const Options& options = {});
+FERRY_API std::vector<ChannelPtr> connect(const Uri& uri, const Options& options = {});
+FERRY_API std::vector<ChannelPtr> connect(std::string_view uri, const Options& options = {});
 
 // SPDK-style registry: a scheme maps to its factories. tcp, unix, file and rdma (a stub until the
 // RDMA transport exists) are built in; registering an existing scheme replaces it.
@@ -225,6 +226,6 @@ struct TransportFactory {
   std::function<std::unique_ptr<Listener>(const Uri&, const Options&)> listen;
   std::function<std::vector<ChannelPtr>(const Uri&, const Options&)> connect;
 };
-void register_transport(const std::string& scheme, TransportFactory factory);
+FERRY_API void register_transport(const std::string& scheme, TransportFactory factory);
 
 }  // namespace ferry::transport

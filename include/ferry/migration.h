@@ -12,6 +12,7 @@
 //  - run() returns only after every thread it started has ended.
 #pragma once
 
+#include "ferry/export.h"
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -22,10 +23,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/ram/dirty_source.h"
-#include "transports/transport.h"
+#include "ferry/dirty_source.h"
+#include "ferry/transport.h"
 
-struct FerryVmsDescription;  // engine/vmstate/vmstate.h
+struct FerryVmsDescription;  // include/ferry/vmstate.h
 
 namespace ferry {
 
@@ -55,7 +56,7 @@ struct RamBlock {
   bool known_zero = false;
 };
 
-class MigrationError : public std::runtime_error {
+class FERRY_API MigrationError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
@@ -115,7 +116,7 @@ struct MigrationStats {
 };
 
 // QEMU query-migrate-like JSON of the stats (engine/ram/stats_json.cc).
-std::string to_json(const MigrationStats& stats);
+FERRY_API std::string to_json(const MigrationStats& stats);
 
 // A snapshot for progress bars, readable from any thread while run() is going.
 struct Progress {
@@ -164,7 +165,7 @@ struct MigrationHooks {
   std::function<void(const IterationStats&)> on_iteration;
 };
 
-class MigrationSource {
+class FERRY_API MigrationSource {
  public:
   // dirty[i] tracks blocks[i] (same page count); tracking must already run: pages written
   // since its construction are resent. The bulk pass sends every page regardless.
@@ -205,7 +206,7 @@ struct DestinationStats {
   std::string vmdesc;    // the source's JSON description of them (empty without devices)
 };
 
-class MigrationDestination {
+class FERRY_API MigrationDestination {
  public:
   explicit MigrationDestination(std::vector<RamBlock> blocks);
   ~MigrationDestination();

@@ -7,13 +7,14 @@
 // parse_uri() throws TransportError (errno EINVAL) naming the text and what is wrong with it.
 #pragma once
 
+#include "ferry/export.h"
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace ferry::transport {
 
-struct Uri {
+struct FERRY_API Uri {
   std::string scheme;  // "tcp", "rdma", "unix" or "file"
   std::string host;    // tcp/rdma: without brackets
   uint16_t port = 0;   // tcp/rdma
@@ -25,6 +26,6 @@ struct Uri {
   bool operator==(const Uri&) const = default;
 };
 
-Uri parse_uri(std::string_view text);
+FERRY_API Uri parse_uri(std::string_view text);
 
 }  // namespace ferry::transport

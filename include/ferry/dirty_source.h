@@ -3,13 +3,14 @@
 // write tracking of our own memory, or a test marking pages by hand.
 #pragma once
 
+#include "ferry/export.h"
 #include <cstddef>
 
-#include "engine/ram/dirty_bitmap.h"
+#include "ferry/dirty_bitmap.h"
 
 namespace ferry {
 
-class DirtySource {
+class FERRY_API DirtySource {
  public:
   virtual ~DirtySource() = default;
 

@@ -19,19 +19,20 @@
 // (munmap, MADV_DONTNEED), and children after fork().
 #pragma once
 
+#include "ferry/export.h"
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 
-#include "engine/ram/dirty_bitmap.h"
-#include "engine/ram/dirty_source.h"
+#include "ferry/dirty_bitmap.h"
+#include "ferry/dirty_source.h"
 
 struct page_region;  // <linux/fs.h>; see engine/ram/linux_uapi_compat.h
 
 namespace ferry {
 
-class UffdWpDirtySource final : public DirtySource {
+class FERRY_API UffdWpDirtySource final : public DirtySource {
  public:
   // page_region entries per PAGEMAP_SCAN call (24 bytes each); a sync whose written pages form
   // more ranges than this loops from where the kernel stopped (walk_end).

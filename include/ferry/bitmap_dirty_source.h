@@ -2,18 +2,19 @@
 // (KVM_GET_DIRTY_LOG shaped) and explicit marks from code that knows what it wrote.
 #pragma once
 
+#include "ferry/export.h"
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 
-#include "engine/ram/dirty_bitmap.h"
-#include "engine/ram/dirty_source.h"
+#include "ferry/dirty_bitmap.h"
+#include "ferry/dirty_source.h"
 
 namespace ferry {
 
 // One RAM block (one KVM memory slot) whose hypervisor keeps the dirty log.
-class HypervisorBitmapSource final : public DirtySource {
+class FERRY_API HypervisorBitmapSource final : public DirtySource {
  public:
   // Called by sync() with DirtyBitmap::words_for(pages) zeroed words. It sets bit i of word w
   // for each page 64 * w + i written since its previous call and re-arms logging before it
@@ -38,7 +39,7 @@ class HypervisorBitmapSource final : public DirtySource {
 
 // Pages marked by hand, from any thread, lock-free: tests, and writers that know exactly what
 // they touched (e.g. a device model writing guest RAM on the hypervisor's behalf).
-class ExplicitMarkSource final : public DirtySource {
+class FERRY_API ExplicitMarkSource final : public DirtySource {
  public:
   explicit ExplicitMarkSource(size_t pages) : pending_(pages) {}
 

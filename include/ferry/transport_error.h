@@ -3,6 +3,7 @@
 // peer, and the errno text when the failure came from the kernel.
 #pragma once
 
+#include "ferry/export.h"
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -10,7 +11,7 @@
 
 namespace ferry::transport {
 
-class TransportError : public std::runtime_error {
+class FERRY_API TransportError : public std::runtime_error {
  public:
   // channel: index within the session, or -1 when the failure is not tied to a channel (URI
   // parsing, listen, name resolution). peer: URI-style text of the other end, may be empty.

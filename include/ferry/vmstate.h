@@ -23,6 +23,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "ferry/export.h"
 #ifndef __cplusplus
 #include <stdbool.h>
 #endif
@@ -181,8 +183,8 @@ typedef struct FerryVmsTailqEntry {
 } FerryVmsTailqEntry;
 
 /* Built-ins (list_container.cc, list_allocator.cc). */
-extern const FerryVmsContainerOps ferry_vms_tailq_ops;
-extern const FerryVmsAllocator ferry_vms_malloc_allocator; /* calloc / free */
+FERRY_API extern const FerryVmsContainerOps ferry_vms_tailq_ops;
+FERRY_API extern const FerryVmsAllocator ferry_vms_malloc_allocator; /* calloc / free */
 
 /* A tail queue container for elements of type T linked through member `entry`
  * (a FerryVmsTailqEntry), with the head being a FerryVmsTailqHead. */
@@ -196,7 +198,7 @@ extern const FerryVmsAllocator ferry_vms_malloc_allocator; /* calloc / free */
 /* Frees everything loading allocated (STRUCT_POINTER targets whose field has an allocator, list
  * elements), recursively, and empties lists. Safe after a failed load. Fields and subsections
  * are all visited regardless of versions or needed(). */
-void ferry_vms_release(const FerryVmsDescription* vmsd, void* opaque);
+FERRY_API void ferry_vms_release(const FerryVmsDescription* vmsd, void* opaque);
 
 /* ---- C field initialisers (no type checks; C++ code should use the checked macros below). */
 #define FERRY_VMS_C_FIELD(S, m, kind_)                                                     \
