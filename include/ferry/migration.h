@@ -1,7 +1,7 @@
 // The C++ entry points of ferry's live RAM migration: a source that moves registered RAM blocks
 // while the guest keeps writing them, and a destination that places them. The caller owns the
 // memory, the dirty sources and the channels (transport::connect / Listener::accept); ferry owns
-// the threads that move pages between them. See ../shared/DESIGN.md for the data flow and the
+// the threads that move pages between them. See docs/design.md for the data flow and the
 // precopy state machine, and engine/ram/wire_format.h for the bytes on the channels.
 //
 // Guarantees:

@@ -1,4 +1,4 @@
-// The per-send and per-receive paths must not touch the heap (DESIGN.md: no per-page heap
+// The per-send and per-receive paths must not touch the heap (docs/design.md: no per-page heap
 // allocation). This binary replaces global operator new to count allocations made by the
 // thread under test while it sends or receives in steady state.
 #include <gtest/gtest.h>
