@@ -55,3 +55,6 @@ add_library(ferry::ferry_static ALIAS ferry_static)
 add_library(ferry_internal INTERFACE)
 target_link_libraries(ferry_internal INTERFACE ferry_static nlohmann_json::nlohmann_json)
 target_include_directories(ferry_internal INTERFACE ${PROJECT_SOURCE_DIR})
+# Which optional backends are in, for tests and benchmarks that reach into them.
+target_compile_definitions(ferry_internal INTERFACE
+  $<$<BOOL:${FERRY_HAVE_URING}>:FERRY_HAVE_URING=1> $<$<BOOL:${FERRY_HAVE_RDMA}>:FERRY_HAVE_RDMA=1>)

@@ -33,7 +33,9 @@
 
 #include "bench/common/plain_names.h"
 #include "ferry/transport.h"
+#if FERRY_HAVE_URING
 #include "transports/uring/features.h"
+#endif
 
 namespace {
 
@@ -296,6 +298,10 @@ FERRY_CHANNELS(BM_TcpUringZeroCopyAlways, ->Arg(1));
 int main(int argc, char** argv) {
   return ferry::bench::run_benchmarks(
       argc, argv, [](const std::string&) { return true; }, [] {
+#if FERRY_HAVE_URING
         benchmark::AddCustomContext("io_uring", ferry::transport::uring::features().describe());
+#else
+        benchmark::AddCustomContext("io_uring", "not built (plain blocking-syscall channels)");
+#endif
       });
 }

@@ -27,6 +27,7 @@ std::string skip_reason() {
 
 std::string listen_uri() { return std::string("rdma:") + std::getenv("FERRY_RXE_SERVER_ADDR") + ":0"; }
 
+#if FERRY_HAVE_RDMA
 TEST(Rdma, NoDeviceIsAClearErrorSayingHowToCreateOne) {
   if (rdma::unavailable_reason().empty()) GTEST_SKIP() << "an RDMA device exists here";
   try {
@@ -40,6 +41,26 @@ TEST(Rdma, NoDeviceIsAClearErrorSayingHowToCreateOne) {
   // Called directly: another test replaces the registry entry for "rdma".
   EXPECT_THROW(rdma::listen(parse_uri("rdma:0.0.0.0:0"), test_options()), TransportError);
 }
+
+#else
+
+TEST(Rdma, LeftOutOfTheBuildIsAClearError) {
+  for (const char* uri : {"rdma:10.0.0.1:4791", "rdma:0.0.0.0:0"}) {
+    SCOPED_TRACE(uri);
+    try {
+      // Called directly: another test replaces the registry entry for "rdma".
+      rdma::connect(parse_uri(uri), test_options());
+      FAIL() << "connected without RDMA support";
+    } catch (const TransportError& e) {
+      EXPECT_EQ(e.error_code(), ENOTSUP);
+      EXPECT_THAT(e.what(), HasSubstr("ferry was built without RDMA support"));
+    }
+    EXPECT_THROW(rdma::listen(parse_uri(uri), test_options()), TransportError);
+  }
+  EXPECT_THAT(rdma::unavailable_reason(), HasSubstr("built without RDMA support"));
+}
+
+#endif
 
 struct Advert {
   uint64_t addr, length, key;

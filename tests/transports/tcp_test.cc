@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include "tests/transports/test_util.h"
+#if FERRY_HAVE_URING
 #include "transports/uring/features.h"
+#endif
 
 namespace ferry::transport {
 namespace {
@@ -50,6 +52,7 @@ Result transfer(const std::string& uri, const Options& o, uint64_t total, bool r
   return r;
 }
 
+#if FERRY_HAVE_URING
 TEST(UringFeatures, ProbedOnceAndDescribed) {
   const uring::Features& f = uring::features();
   EXPECT_EQ(&f, &uring::features());
@@ -123,6 +126,23 @@ TEST(Receive, ThroughTheRingAsWell) {
   Result r = transfer("tcp:127.0.0.1:0", o, 64 << 20);
   EXPECT_EQ(r.stats.bytes_sent, 64u << 20);
 }
+
+#else  // built without liburing: tcp and unix go through the plain channel
+
+TEST(PlainChannel, CarriesTcpAndUnixWithBlockingSyscalls) {
+  TempDir dir;
+  for (const std::string uri : {std::string("tcp:127.0.0.1:0"), "unix:" + dir.path() + "/s"}) {
+    SCOPED_TRACE(uri);
+    Result r = transfer(uri, test_options(), 64 << 20, true);
+    EXPECT_EQ(r.stats.bytes_sent, 64u << 20);
+    EXPECT_EQ(r.stats.zero_copy_submissions, 0u);
+    EXPECT_EQ(r.stats.fixed_buffer_submissions, 0u);
+    EXPECT_THAT(r.path, HasSubstr("blocking sendmsg"));
+    EXPECT_THAT(r.path, HasSubstr("built without io_uring"));
+  }
+}
+
+#endif
 
 TEST(Names, HostNamesResolve) {
   auto l = listen("tcp:127.0.0.1:0", test_options());

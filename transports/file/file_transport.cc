@@ -3,10 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
 #include "transports/handshake.h"
-#include "transports/uring/channel.h"
+#include "transports/stream_channel.h"
 
 namespace ferry::transport::file {
 namespace {
@@ -15,18 +16,18 @@ namespace hs = handshake;
 
 ChannelPtr make_channel(Fd fd, const Options& o, const hs::Hello& h, bool writer,
                         std::string peer) {
-  uring::UringChannel::Config c;
-  c.kind = uring::UringChannel::Kind::kFile;
+  StreamChannelSpec c;
+  c.file = true;
   c.transport = "file";
   c.fd = std::move(fd);
   c.file_offset = hs::kSize;
   c.file_writer = writer;
   c.options = o;
-  c.identity.index = h.index;
-  c.identity.count = h.count;
-  c.identity.session_id = h.session_id;
-  c.identity.peer = std::move(peer);
-  return std::make_unique<uring::UringChannel>(std::move(c));
+  c.index = h.index;
+  c.count = h.count;
+  c.session_id = h.session_id;
+  c.peer = std::move(peer);
+  return make_stream_channel(std::move(c));
 }
 
 class FileListener final : public Listener {
@@ -34,6 +35,8 @@ class FileListener final : public Listener {
   FileListener(Uri uri, const Options& o) : uri_(std::move(uri)), opts_(o) {}
   std::string address() const override { return uri_.to_string(); }
   std::vector<ChannelPtr> accept() override;
+  // Reading files never waits for a peer: accept() only has to check the flag between files.
+  void cancel() noexcept override { cancelled_.store(true); }
 
  private:
   // Opens channel i's file and checks its hello against what the session so far says.
@@ -41,12 +44,14 @@ class FileListener final : public Listener {
 
   Uri uri_;
   Options opts_;
+  std::atomic<bool> cancelled_{false};
 };
 
 Fd FileListener::open_checked(uint32_t i, hs::Hello* expect) {
   const std::string path = channel_path(uri_.path, i);
   const std::string peer = "file:" + path;
   const int idx = static_cast<int>(i);
+  if (cancelled_.load()) throw TransportError(idx, peer, ECANCELED, "accept cancelled");
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) throw TransportError(idx, peer, errno, "open for reading");
   hs::Wire w{};

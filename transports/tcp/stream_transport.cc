@@ -10,8 +10,7 @@
 
 #include "transports/handshake.h"
 #include "transports/tcp/socket.h"
-#include "transports/uring/channel.h"
-#include "transports/uring/features.h"
+#include "transports/stream_channel.h"
 
 namespace ferry::transport::tcp {
 namespace {
@@ -20,27 +19,21 @@ namespace hs = handshake;
 using Clock = std::chrono::steady_clock;
 
 Capabilities advertised(const Uri& uri, const Options& o) {
-  const auto& f = uring::features();
-  Capabilities c = 0;
-  // AF_UNIX has no zero-copy path; its channels learn that at the first large send.
-  if (uri.scheme == "tcp" && f.sendmsg_zc && o.zero_copy != ZeroCopy::kNever) c |= kZeroCopySend;
-  if (o.fixed_buffers && f.send_zc) c |= kFixedBuffers;
-  return c;
+  return stream_capabilities(uri.scheme, o);
 }
 
 ChannelPtr make_channel(const Uri& uri, Fd fd, const Options& o, const hs::Hello& local,
                         const hs::Hello& peer, std::string peer_text) {
-  uring::UringChannel::Config c;
-  c.kind = uring::UringChannel::Kind::kSocket;
+  StreamChannelSpec c;
   c.transport = uri.scheme;
   c.fd = std::move(fd);
   c.options = o;
-  c.identity.index = local.index;
-  c.identity.count = local.count;
-  c.identity.session_id = local.session_id;
-  c.identity.peer = std::move(peer_text);
-  c.identity.peer_caps = peer.capabilities;
-  return std::make_unique<uring::UringChannel>(std::move(c));
+  c.index = local.index;
+  c.count = local.count;
+  c.session_id = local.session_id;
+  c.peer = std::move(peer_text);
+  c.peer_caps = peer.capabilities;
+  return make_stream_channel(std::move(c));
 }
 
 std::string peer_of(int fd, const Uri& listen_uri) {

@@ -1,5 +1,6 @@
 // The tcp and unix transports: stream sockets, the socket side of the session handshake, and
-// io_uring channels (transports/uring) on top. One code path for both address families.
+// stream channels on top (transports/stream_channel.h: io_uring, or blocking syscalls without
+// it). One code path for both address families.
 #pragma once
 
 #include <memory>
