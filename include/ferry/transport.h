@@ -208,6 +208,10 @@ class FERRY_API Listener {
   // Accepts the channels of one session and returns them ordered by index. Throws when
   // accept_timeout passes first, naming the last refusal if there was one.
   virtual std::vector<ChannelPtr> accept() = 0;
+  // From any thread, any time: an accept() in progress ends within about 100 ms, and every
+  // later one at once, throwing a TransportError (ECANCELED) that says it was cancelled. The
+  // listener stays cancelled; channels accept() already returned are not affected.
+  virtual void cancel() noexcept = 0;
   void on_refused(RefusalCallback cb) { on_refused_ = std::move(cb); }
 
  protected:

@@ -414,6 +414,45 @@ TEST_P(TransportTest, ConnectingToNothingIsAClearBoundedError) {
   }
 }
 
+// Listener::cancel() from another thread ends an accept() that is waiting for peers, well before
+// accept_timeout, and every later accept() at once. A file listener never waits: it is
+// cancelled before it opens anything.
+TEST_P(TransportTest, CancelEndsAnAcceptInProgressAndLaterOnes) {
+  Options o = test_options();
+  o.accept_timeout = std::chrono::milliseconds(30'000);
+  auto l = listen(listen_uri(), o);
+  auto expect_cancelled = [&](const char* when) {
+    try {
+      l->accept();
+      ADD_FAILURE() << "accept() returned " << when;
+    } catch (const TransportError& e) {
+      EXPECT_EQ(e.error_code(), ECANCELED) << when << ": " << e.what();
+      EXPECT_THAT(e.what(), HasSubstr("cancelled")) << when;
+    }
+  };
+  if (!is_file()) {
+    std::atomic<bool> waiting{false};
+    std::chrono::steady_clock::time_point cancelled_at;
+    auto f = std::async(std::launch::async, [&] {
+      waiting = true;
+      expect_cancelled("after cancel() during accept");
+      return std::chrono::steady_clock::now();
+    });
+    while (!waiting) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // inside poll() by now
+    cancelled_at = std::chrono::steady_clock::now();
+    l->cancel();
+    const double took = std::chrono::duration<double>(f.get() - cancelled_at).count();
+    // It wakes on the eventfd at once; the bound leaves room for a loaded machine (without
+    // cancel() it would wait the whole 30 s).
+    EXPECT_LT(took, 0.5) << "accept() ended " << took << " s after cancel()";
+  } else {
+    l->cancel();
+  }
+  const double again = seconds([&] { expect_cancelled("after cancel()"); });
+  EXPECT_LT(again, 0.5);
+}
+
 // Both ends are real ferry transports that disagree; each names both values.
 void expect_both_refuse(TransportTest& t, const Options& connector, const std::string& want_connector,
                         const std::string& want_listener) {

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <thread>
 
+#include "transports/cancel_event.h"
 #include "transports/handshake.h"
 
 namespace ferry::transport::rdma {
@@ -1056,6 +1057,7 @@ class RdmaListener final : public Listener {
 
   std::string address() const override { return address_; }
   std::vector<ChannelPtr> accept() override;
+  void cancel() noexcept override { cancel_.signal(); }
 
  private:
   struct Pending {
@@ -1077,6 +1079,7 @@ class RdmaListener final : public Listener {
   rdma_event_channel* ec_ = nullptr;
   rdma_cm_id* id_ = nullptr;
   std::string address_;
+  CancelEvent cancel_;
   std::vector<Pending> pending_;
 
   uint64_t session_ = 0;
@@ -1155,8 +1158,9 @@ std::vector<ChannelPtr> RdmaListener::accept() {
     for (const Pending& p : pending_) {
       wait = std::min(wait, p.established ? 2 : ms_until(p.deadline));
     }
-    pollfd pf{ec_->fd, POLLIN, 0};
-    ::poll(&pf, 1, wait);
+    pollfd pf[2] = {{ec_->fd, POLLIN, 0}, cancel_.poll_entry()};
+    ::poll(pf, 2, wait);
+    cancel_.throw_if_set(address_);
     rdma_cm_event* ev = nullptr;
     while (rdma_get_cm_event(ec_, &ev) == 0) {
       const rdma_cm_event_type t = ev->event;

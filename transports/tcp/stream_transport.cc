@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "transports/cancel_event.h"
 #include "transports/handshake.h"
 #include "transports/tcp/socket.h"
 #include "transports/stream_channel.h"
@@ -65,6 +66,7 @@ class StreamListener final : public Listener {
 
   std::string address() const override { return address_; }
   std::vector<ChannelPtr> accept() override;
+  void cancel() noexcept override { cancel_.signal(); }
 
  private:
   // A connection whose hello has not fully arrived yet.
@@ -86,6 +88,7 @@ class StreamListener final : public Listener {
   Fd fd_;
   std::string address_;
   bool listener_local_ = false;
+  CancelEvent cancel_;
 
   // Session being assembled.
   uint64_t session_ = 0;
@@ -188,8 +191,10 @@ std::vector<ChannelPtr> StreamListener::accept() {
     for (const Pending& p : pending) wake = std::min(wake, p.deadline);
     pfds.assign(1, pollfd{fd_.get(), POLLIN, 0});
     for (const Pending& p : pending) pfds.push_back(pollfd{p.fd.get(), POLLIN, 0});
+    pfds.push_back(cancel_.poll_entry());  // last, so pending i stays at pfds[i + 1]
     int r = ::poll(pfds.data(), pfds.size(), ms_until(wake));
     if (r < 0 && errno != EINTR) throw TransportError(-1, address_, errno, "poll");
+    cancel_.throw_if_set(address_);
     const auto now = Clock::now();
 
     // Read what arrived, settle complete hellos, drop the silent and the closed. Connections
