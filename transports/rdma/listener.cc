@@ -1,0 +1,252 @@
+#include "transports/rdma/listener.h"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+
+#include "transports/cancel_event.h"
+#include "transports/handshake.h"
+#include "transports/rdma/channel.h"
+#include "transports/rdma/endpoint.h"
+
+namespace ferry::transport::rdma {
+namespace {
+
+namespace hs = handshake;
+
+class RdmaListener final : public Listener {
+ public:
+  RdmaListener(Uri uri, const Options& o) : uri_(std::move(uri)), opts_(o) {
+    if (std::string why = unavailable_reason(); !why.empty()) {
+      throw TransportError(-1, uri_.to_string(), ENODEV, why);
+    }
+    ec_ = rdma_create_event_channel();
+    if (!ec_) {
+      throw TransportError(-1, uri_.to_string(), errno,
+                           std::string("rdma_create_event_channel; ") + kCreateDeviceHint);
+    }
+    set_nonblocking(ec_->fd);
+    if (rdma_create_id(ec_, &id_, nullptr, RDMA_PS_TCP) != 0) {
+      throw TransportError(-1, uri_.to_string(), errno, "rdma_create_id");
+    }
+    AddrInfo ai = resolve(uri_, true);
+    if (rdma_bind_addr(id_, ai.ai->ai_addr) != 0) {
+      const int e = errno;
+      throw TransportError(-1, uri_.to_string(), e,
+                           std::string("rdma_bind_addr") +
+                               (e == ENODEV || e == EADDRNOTAVAIL
+                                    ? std::string(" (no RDMA device owns this address; ") +
+                                          kCreateDeviceHint + ")"
+                                    : std::string()));
+    }
+    if (rdma_listen(id_, 64) != 0) throw TransportError(-1, uri_.to_string(), errno, "rdma_listen");
+    const uint16_t port = ntohs(rdma_get_src_port(id_));
+    Uri a = uri_;
+    a.port = port;
+    address_ = a.to_string();
+  }
+  ~RdmaListener() override {
+    pending_.clear();
+    if (id_) rdma_destroy_id(id_);
+    if (ec_) rdma_destroy_event_channel(ec_);
+  }
+
+  std::string address() const override { return address_; }
+  std::vector<ChannelPtr> accept() override;
+  void cancel() noexcept override { cancel_.signal(); }
+
+ private:
+  struct Pending {
+    std::unique_ptr<Endpoint> ep;
+    Clock::time_point deadline;
+    bool established = false;
+  };
+
+  void refuse(const std::string& peer, int err, const std::string& why) {
+    TransportError e(-1, peer, err, "refused connection: " + why);
+    last_refusal_ = e.what();
+    if (on_refused_) on_refused_(e);
+  }
+  void on_request(rdma_cm_id* id);
+  bool evaluate(Pending& p, const hs::Wire& in);
+
+  Uri uri_;
+  Options opts_;
+  rdma_event_channel* ec_ = nullptr;
+  rdma_cm_id* id_ = nullptr;
+  std::string address_;
+  CancelEvent cancel_;
+  std::vector<Pending> pending_;
+
+  uint64_t session_ = 0;
+  uint32_t count_ = 0;
+  std::vector<std::unique_ptr<Endpoint>> eps_;
+  std::vector<hs::Hello> hellos_;
+  uint32_t arrived_ = 0;
+  std::string last_refusal_;
+};
+
+void RdmaListener::on_request(rdma_cm_id* id) {
+  auto ep = std::make_unique<Endpoint>(-1, endpoint_of(rdma_get_peer_addr(id)), opts_);
+  ep->id_ = id;
+  try {
+    ep->create_resources();
+    rdma_conn_param p = Endpoint::conn_param();
+    if (rdma_accept(id, &p) != 0) ep->fail_verb("rdma_accept", errno);
+  } catch (const TransportError& e) {
+    rdma_reject(id, nullptr, 0);
+    refuse(ep->peer_, e.error_code(), e.detail());
+    return;  // ep's destructor destroys the id
+  }
+  pending_.push_back(Pending{std::move(ep), Clock::now() + opts_.handshake_timeout, false});
+}
+
+bool RdmaListener::evaluate(Pending& p, const hs::Wire& in) {
+  const hs::Hello peer = hs::decode(in);
+  hs::Hello local = hs::local_hello(opts_, hs::Role::kAcceptor, session_ ? session_ : peer.session_id,
+                                    peer.index, count_ ? count_ : peer.count, kCaps);
+  std::string msg;
+  hs::Status s = hs::check_basic(local, peer, hs::Role::kConnector, &msg);
+  if (s == hs::Status::kOk) {
+    if (peer.session_id != local.session_id) s = hs::Status::kSessionMismatch;
+    else if (peer.count != local.count) s = hs::Status::kCountMismatch;
+    else if (peer.index >= peer.count) s = hs::Status::kIndexOutOfRange;
+    else if (!eps_.empty() && eps_[peer.index]) s = hs::Status::kDuplicateIndex;
+    if (s != hs::Status::kOk) msg = hs::mismatch_message(s, local, peer);
+  }
+  local.status = s;
+  const hs::Wire out = hs::encode(local);
+  iovec v{const_cast<uint8_t*>(out.data()), out.size()};
+  try {
+    p.ep->send(std::span<const iovec>(&v, 1), 0, "handshake reply");
+    p.ep->wait_all("handshake reply");
+  } catch (const TransportError& e) {
+    refuse(p.ep->peer_, e.error_code(), "sending handshake reply: " + e.detail());
+    return false;
+  }
+  if (s != hs::Status::kOk) {
+    refuse(p.ep->peer_, 0, msg);
+    return false;
+  }
+  if (eps_.empty()) {
+    session_ = local.session_id;
+    count_ = local.count;
+    eps_.resize(count_);
+    hellos_.resize(count_);
+  }
+  p.ep->channel_ = static_cast<int>(peer.index);
+  eps_[peer.index] = std::move(p.ep);
+  hellos_[peer.index] = peer;
+  ++arrived_;
+  return true;
+}
+
+std::vector<ChannelPtr> RdmaListener::accept() {
+  session_ = opts_.session_id;
+  count_ = opts_.channels;
+  eps_.clear();
+  hellos_.clear();
+  arrived_ = 0;
+  last_refusal_.clear();
+  const auto deadline = Clock::now() + opts_.accept_timeout;
+  while (eps_.empty() || arrived_ < count_) {
+    int wait = ms_until(deadline);
+    for (const Pending& p : pending_) {
+      wait = std::min(wait, p.established ? 2 : ms_until(p.deadline));
+    }
+    pollfd pf[2] = {{ec_->fd, POLLIN, 0}, cancel_.poll_entry()};
+    ::poll(pf, 2, wait);
+    cancel_.throw_if_set(address_);
+    rdma_cm_event* ev = nullptr;
+    while (rdma_get_cm_event(ec_, &ev) == 0) {
+      const rdma_cm_event_type t = ev->event;
+      rdma_cm_id* id = ev->id;
+      if (t == RDMA_CM_EVENT_CONNECT_REQUEST) {
+        rdma_ack_cm_event(ev);
+        on_request(id);
+        continue;
+      }
+      rdma_ack_cm_event(ev);
+      for (size_t i = 0; i < pending_.size(); ++i) {
+        Pending& p = pending_[i];
+        if (p.ep->id_ != id) continue;
+        if (t == RDMA_CM_EVENT_ESTABLISHED) {
+          p.established = true;
+          p.ep->connected_ = true;
+        } else {
+          refuse(p.ep->peer_, ECONNRESET,
+                 std::string("connection ended before its hello (") + event_name(t) + ")");
+          pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
+        }
+        break;
+      }
+    }
+    const auto now = Clock::now();
+    for (size_t i = 0; i < pending_.size();) {
+      Pending& p = pending_[i];
+      bool drop = false;
+      if (p.established) {
+        try {
+          p.ep->poll_cq();
+        } catch (const TransportError&) {
+        }
+        hs::Wire in{};
+        long n = p.ep->take_message(in.data(), in.size());
+        if (n >= 0) {
+          if (n != static_cast<long>(hs::kSize)) {
+            refuse(p.ep->peer_, 0,
+                   "its first message is " + std::to_string(n) + " bytes, not a " +
+                       std::to_string(hs::kSize) + "-byte hello");
+          } else {
+            evaluate(p, in);
+          }
+          drop = true;
+        } else if (p.ep->has_error()) {
+          refuse(p.ep->peer_, ECONNRESET, "connection failed before its hello");
+          drop = true;
+        }
+      }
+      if (!drop && now >= p.deadline) {
+        refuse(p.ep->peer_, ETIMEDOUT,
+               "sent no hello within " + std::to_string(opts_.handshake_timeout.count()) + " ms");
+        drop = true;
+      }
+      if (drop) {
+        pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
+      } else {
+        ++i;
+      }
+    }
+    if (!eps_.empty() && arrived_ == count_) break;
+    if (Clock::now() >= deadline) {
+      throw accept_timeout_error(address_, arrived_, count_, opts_.accept_timeout.count(),
+                                 last_refusal_);
+    }
+  }
+  std::vector<ChannelPtr> out;
+  out.reserve(count_);
+  for (uint32_t i = 0; i < count_; ++i) {
+    auto& ep = eps_[i];
+    // Its own event channel from now on, so it sees its disconnect without the listener.
+    ep->ec_ = rdma_create_event_channel();
+    if (!ep->ec_ || rdma_migrate_id(ep->id_, ep->ec_) != 0) {
+      throw TransportError(static_cast<int>(i), ep->peer_, errno, "rdma_migrate_id");
+    }
+    set_nonblocking(ep->ec_->fd);
+    const hs::Hello local =
+        hs::local_hello(opts_, hs::Role::kAcceptor, session_, i, count_, kCaps);
+    out.push_back(make_channel(std::move(ep), local, hellos_[i]));
+  }
+  eps_.clear();
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<Listener> make_listener(const Uri& uri, const Options& options) {
+  return std::make_unique<RdmaListener>(uri, options);
+}
+
+}  // namespace ferry::transport::rdma
