@@ -132,7 +132,8 @@ typedef struct machine {
 
 static int machine_create(machine* m, const options* o) {
   memset(m, 0, sizeof *m);
-  if (vm_create(&m->vm, o->mem_size, o->prealloc)) return -1;
+  /* Only a source needs KVM's dirty log (see vm_create). */
+  if (vm_create(&m->vm, o->mem_size, o->prealloc, o->migrate_to != NULL)) return -1;
   if (vcpu_create(&m->vcpu, &m->vm)) return -1;
   m->vcpu_created = true;
   m->devices = vcpu_devices_new(&m->vcpu);
@@ -217,7 +218,8 @@ static int resume_received_guest(machine* m, const options* o, const destination
   if (o->corrupt && corrupt_for_testing(&m->vcpu, o->corrupt)) return -1;
   int64_t counter = guest_counter(&m->vcpu);
   if (counter < 0 || vcpu_start(&m->vcpu, (double)o->dirty_rate)) return -1;
-  printf("total_time_s: %.3f\n", d->total_seconds);
+  printf("total_time_s: %.3f (ferry_destination_run: accepting the source to devices loaded)\n",
+         d->total_seconds);
   printf("blackout_ms: %.1f (destination: the source's stop_guest to this vCPU running again;"
          " CLOCK_MONOTONIC is system-wide and both processes are on one host)\n",
          (double)(int64_t)(m->vcpu.started_ns - info->stop_time_ns) / 1e6);

@@ -93,7 +93,7 @@ static int preallocate(vm* vm) {
   return 0;
 }
 
-static int create_memory(vm* vm, bool prealloc) {
+static int create_memory(vm* vm, bool prealloc, bool dirty_log) {
   vm->mem = mmap(NULL, vm->mem_size, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (vm->mem == MAP_FAILED) {
@@ -104,13 +104,13 @@ static int create_memory(vm* vm, bool prealloc) {
   if (prealloc && preallocate(vm)) return -1;
   vm->slot = 0;
   struct kvm_userspace_memory_region region = {.slot = vm->slot,
-                                               .flags = KVM_MEM_LOG_DIRTY_PAGES,
+                                               .flags = dirty_log ? KVM_MEM_LOG_DIRTY_PAGES : 0,
                                                .guest_phys_addr = 0,
                                                .memory_size = vm->mem_size,
                                                .userspace_addr = (uintptr_t)vm->mem};
   if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
-    report_errno("KVM_SET_USER_MEMORY_REGION (%llu MiB, dirty logging)",
-                 (unsigned long long)(vm->mem_size >> 20));
+    report_errno("KVM_SET_USER_MEMORY_REGION (%llu MiB%s)",
+                 (unsigned long long)(vm->mem_size >> 20), dirty_log ? ", dirty logging" : "");
     return -1;
   }
   return 0;
@@ -136,7 +136,7 @@ static int read_supported_cpuid(vm* vm) {
   return -1;
 }
 
-int vm_create(vm* vm, uint64_t mem_size, bool prealloc) {
+int vm_create(vm* vm, uint64_t mem_size, bool prealloc, bool dirty_log) {
   memset(vm, 0, sizeof *vm);
   vm->kvm_fd = vm->vm_fd = -1;
   vm->mem_size = mem_size;
@@ -149,8 +149,8 @@ int vm_create(vm* vm, uint64_t mem_size, bool prealloc) {
     report_error("guest code does not fit its %d bytes", CODE_MAX);
     return -1;
   }
-  if (open_kvm(vm) || check_capabilities(vm) || create_vm_fd(vm) || create_memory(vm, prealloc) ||
-      read_supported_cpuid(vm)) {
+  if (open_kvm(vm) || check_capabilities(vm) || create_vm_fd(vm) ||
+      create_memory(vm, prealloc, dirty_log) || read_supported_cpuid(vm)) {
     return -1;
   }
   return 0;
