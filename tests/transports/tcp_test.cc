@@ -131,7 +131,7 @@ TEST(Receive, ThroughTheRingAsWell) {
 
 TEST(PlainChannel, CarriesTcpAndUnixWithBlockingSyscalls) {
   TempDir dir;
-  for (const std::string uri : {std::string("tcp:127.0.0.1:0"), "unix:" + dir.path() + "/s"}) {
+  for (const std::string& uri : {std::string("tcp:127.0.0.1:0"), "unix:" + dir.path() + "/s"}) {
     SCOPED_TRACE(uri);
     Result r = transfer(uri, test_options(), 64 << 20, true);
     EXPECT_EQ(r.stats.bytes_sent, 64u << 20);

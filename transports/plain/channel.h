@@ -10,8 +10,8 @@
 //
 // Unlike the io_uring channel, a send blocks until the kernel took its bytes: both ends sending
 // more than the socket buffers hold without either receiving would wait for each other. The
-// engine's protocol never does that (each direction is drained by a thread of its own or in
-// turn), and io_timeout turns a mistake into an error rather than a hang.
+// engine does not do that (the destination's receivers read every channel all along and answer
+// with short control messages), and io_timeout turns such a mistake into an error, not a hang.
 #pragma once
 
 #include <sys/uio.h>
