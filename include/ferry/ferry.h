@@ -83,8 +83,9 @@ FERRY_API void ferry_free(void* p);
 typedef struct ferry_options {
   uint32_t struct_size;            /* sizeof(ferry_options), set by ferry_options_init */
   /* Transport */
-  uint32_t channels;               /* source: channels to open (1..64); destination: 0 = as the
-                                      source says */
+  uint32_t channels;               /* source: channels to open (1..64, default 1); destination:
+                                      channels to expect, 0 = as many as the source opens (the
+                                      default with NULL options; ferry_options_init sets 1) */
   uint32_t connect_timeout_ms;     /* per channel, retries included (10000) */
   uint32_t handshake_timeout_ms;   /* per connection (5000) */
   uint32_t accept_timeout_ms;      /* destination: a whole session (60000) */
