@@ -247,9 +247,13 @@ static int run_destination(machine* m, const options* o) {
 int main(int argc, char** argv) {
   options o;
   int parsed = parse_options(argc, argv, &o);
-  if (parsed != 0) {
-    usage(parsed > 0 ? stdout : stderr);
-    return parsed > 0 ? 0 : 2;
+  if (parsed > 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (parsed < 0) {
+    fprintf(stderr, "usage: see kvm-vmm --help\n");
+    return 2;
   }
   machine m;
   int rc = machine_create(&m, &o);
