@@ -231,21 +231,19 @@ static const FerryVmsField msr_fields[] = {
     FERRY_VMS_C_END,
 };
 
-typedef struct one_msr {
-  struct kvm_msrs head;
-  struct kvm_msr_entry entry;
-} one_msr;
-
 /* KVM_GET_MSRS / KVM_SET_MSRS of one MSR: 1 done, 0 refused, -1 error. */
 static int msr_ioctl(int fd, unsigned long request, uint32_t index, uint64_t* value) {
-  one_msr m;
+  union { /* struct kvm_msrs with room for one entry */
+    struct kvm_msrs head;
+    uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+  } m;
   memset(&m, 0, sizeof m);
   m.head.nmsrs = 1;
-  m.entry.index = index;
-  m.entry.data = *value;
+  m.head.entries[0].index = index;
+  m.head.entries[0].data = *value;
   int n = ioctl(fd, request, &m);
   if (n < 0) return -1;
-  *value = m.entry.data;
+  *value = m.head.entries[0].data;
   return n;
 }
 
@@ -390,17 +388,17 @@ static const FerryVmsDescription vmm_vmsd = DESCRIPTION("vmm", vmm_fields, NULL,
 /* ---- the set of devices ---- */
 
 static int read_msr_index_list(vcpu_devices* d, int kvm_fd) {
-  struct {
+  union { /* struct kvm_msr_list with room for MAX_MSRS indices */
     struct kvm_msr_list head;
-    uint32_t indices[MAX_MSRS];
+    uint8_t bytes[sizeof(struct kvm_msr_list) + MAX_MSRS * sizeof(uint32_t)];
   } list;
   list.head.nmsrs = MAX_MSRS;
   if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, &list) < 0) {
-    report_errno("KVM_GET_MSR_INDEX_LIST");
+    report_errno("KVM_GET_MSR_INDEX_LIST (more than %d MSRs?)", MAX_MSRS);
     return -1;
   }
   d->msrs.listed_count = list.head.nmsrs;
-  memcpy(d->msrs.listed, list.indices, list.head.nmsrs * sizeof(uint32_t));
+  memcpy(d->msrs.listed, list.head.indices, list.head.nmsrs * sizeof(uint32_t));
   return 0;
 }
 
