@@ -35,6 +35,7 @@ typedef struct options {
   bool prealloc;
   uint64_t channels;
   uint64_t downtime_limit_ms;
+  uint64_t bandwidth_limit; /* bytes/s, 0 = unlimited */
   const char* corrupt; /* hidden: "page" or "xmm" */
 } options;
 
@@ -50,6 +51,7 @@ static void usage(FILE* out) {
           "  --run-after SECONDS    run on the destination before the self-check (0.5)\n"
           "  --channels N           channels the source opens (2)\n"
           "  --downtime-limit MS    converge when the final pass fits (300)\n"
+          "  --bandwidth-limit SIZE bytes/s the source may send, 0 = unlimited (0)\n"
           "  --prealloc             allocate all guest RAM at start, not on first touch\n"
           "URIs: tcp:HOST:PORT (port 0 on --incoming: any free port), unix:/path\n");
 }
@@ -60,7 +62,7 @@ static int bad_value(const char* option, const char* value) {
 }
 
 enum { OPT_MEM = 1, OPT_RATE, OPT_BEFORE, OPT_AFTER, OPT_TO, OPT_IN, OPT_CHECK, OPT_CHANNELS,
-       OPT_DOWNTIME, OPT_PREALLOC, OPT_CORRUPT, OPT_HELP };
+       OPT_DOWNTIME, OPT_BANDWIDTH, OPT_PREALLOC, OPT_CORRUPT, OPT_HELP };
 
 static int apply_option(options* o, int id, const char* name, const char* arg) {
   switch (id) {
@@ -74,6 +76,7 @@ static int apply_option(options* o, int id, const char* name, const char* arg) {
     case OPT_CHANNELS: return parse_uint(arg, 1, 64, &o->channels) ? 0 : bad_value(name, arg);
     case OPT_DOWNTIME:
       return parse_uint(arg, 1, 600000, &o->downtime_limit_ms) ? 0 : bad_value(name, arg);
+    case OPT_BANDWIDTH: return parse_size(arg, &o->bandwidth_limit) ? 0 : bad_value(name, arg);
     case OPT_PREALLOC: o->prealloc = true; return 0;
     case OPT_CORRUPT: o->corrupt = arg; return 0;
     default: return -1;
@@ -92,6 +95,7 @@ static int parse_options(int argc, char** argv, options* o) {
       {"check-only", no_argument, NULL, OPT_CHECK},
       {"channels", required_argument, NULL, OPT_CHANNELS},
       {"downtime-limit", required_argument, NULL, OPT_DOWNTIME},
+      {"bandwidth-limit", required_argument, NULL, OPT_BANDWIDTH},
       {"prealloc", no_argument, NULL, OPT_PREALLOC},
       {"corrupt-for-testing", required_argument, NULL, OPT_CORRUPT},
       {"help", no_argument, NULL, OPT_HELP},
@@ -187,7 +191,8 @@ static int run_source(machine* m, const options* o) {
   if (boot_guest(m, o)) return -1;
   uint64_t boot_ns = m->vcpu.started_ns;
   sleep_seconds(o->run_before);
-  migration_settings s = {o->migrate_to, (uint32_t)o->channels, (uint32_t)o->downtime_limit_ms};
+  migration_settings s = {o->migrate_to, (uint32_t)o->channels, (uint32_t)o->downtime_limit_ms,
+                         o->bandwidth_limit};
   if (migrate_source(&m->vm, &m->vcpu, m->devices, &s)) return -1;
   /* What the guest achieved, not what was asked: the host may not keep up with the pacing. */
   const vmm_info* info = vcpu_devices_vmm_info(m->devices);
@@ -233,7 +238,7 @@ static int resume_received_guest(machine* m, const options* o, const destination
 
 static int run_destination(machine* m, const options* o) {
   destination d;
-  migration_settings s = {o->incoming, 0, 0};
+  migration_settings s = {o->incoming, 0, 0, 0};
   int rc = destination_listen(&d, &m->vm, m->devices, &s);
   if (rc == 0) rc = destination_receive(&d);
   destination_close(&d);

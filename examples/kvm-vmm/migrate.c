@@ -89,6 +89,7 @@ static int setup_source(ferry_source** out, vm* vm, vcpu_devices* devices,
   ferry_options_init(&opts);
   opts.channels = s->channels;
   opts.downtime_limit_ms = s->downtime_limit_ms;
+  opts.bandwidth_limit_bytes_per_s = s->bandwidth_limit;
   ferry_status st = ferry_source_new(&opts, out);
   if (st != FERRY_OK) return ferry_failed("ferry_source_new", st);
   ferry_ram_block block = ram_block(vm, 0);

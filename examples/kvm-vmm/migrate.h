@@ -14,6 +14,7 @@ typedef struct migration_settings {
   const char* uri;
   uint32_t channels;          /* source: channels to open */
   uint32_t downtime_limit_ms; /* source */
+  uint64_t bandwidth_limit;   /* source: bytes/s, 0 = unlimited */
 } migration_settings;
 
 /* Source: migrates the running guest. 0 when the destination confirmed (the vCPU stays parked

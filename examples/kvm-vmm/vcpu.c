@@ -136,7 +136,7 @@ static void mark_running_locked(vcpu* v) {
   v->state = VCPU_RUNNING;
   v->started_ns = monotonic_ns();
   v->pace_origin_ns = v->started_ns;
-  v->pace_batches = 0;
+  v->pace_due_ns = 0;
   pthread_cond_broadcast(&v->changed);
 }
 
@@ -162,25 +162,22 @@ static bool park_if_asked(vcpu* v) {
   return false;
 }
 
-/* After a batch: pause for the throttle's share of the time the guest just ran, then sleep until
- * the pages written so far match the dirty rate. */
+/* After a batch: sleep until the batch's due time. A batch is due one pacing interval (the dirty
+ * rate's time for BATCH_PAGES pages) after the previous one, or as long as the guest took if that
+ * was longer; under a throttle of p percent every batch takes 1 / (1 - p) of that, so the vCPU
+ * is paused p percent of the wall time, as auto-converge asks. */
 static void pace(vcpu* v) {
   uint64_t now = monotonic_ns();
+  double ran = (double)(now - v->last_entry_ns);
+  double interval = v->pages_per_s > 0 ? BATCH_PAGES * 1e9 / v->pages_per_s : 0.0;
   uint32_t percent = __atomic_load_n(&v->throttle_percent, __ATOMIC_RELAXED);
-  if (percent > 0 && percent < 100) {
-    uint64_t pause = (now - v->last_entry_ns) * percent / (100 - percent);
-    sleep_until_ns(now + pause);
-    v->pace_origin_ns += pause; /* the throttle's pause is not made up afterwards */
-    now = monotonic_ns();
-  }
-  if (v->pages_per_s <= 0) return;
-  v->pace_batches++;
-  uint64_t due = (uint64_t)((double)v->pace_batches * BATCH_PAGES * 1e9 / v->pages_per_s);
-  uint64_t target = v->pace_origin_ns + due;
+  double period = interval > ran ? interval : ran;
+  v->pace_due_ns += period * 100.0 / (100.0 - (double)percent);
+  uint64_t target = v->pace_origin_ns + (uint64_t)v->pace_due_ns;
   if (target > now) {
-    sleep_until_ns(target);
+    sleep_until_ns(target); /* a stop's signal ends it early */
   } else if (now - target > 100000000u) {
-    v->pace_origin_ns = now - due; /* far behind (the host was busy): no catch-up burst */
+    v->pace_due_ns = (double)(now - v->pace_origin_ns); /* far behind: no catch-up burst */
   }
 }
 

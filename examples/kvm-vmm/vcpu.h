@@ -35,11 +35,11 @@ typedef struct vcpu {
   uint64_t started_ns; /* CLOCK_MONOTONIC just before the first KVM_RUN after start/resume */
 
   /* Pacing: the guest reads PORT_CMD every BATCH_PAGES pages; the thread sleeps so that pages
-   * per second stay at pages_per_s (0 = unpaced). */
+   * per second stay at pages_per_s (0 = unpaced), times (100 - throttle) percent. */
   double pages_per_s;
-  uint64_t pace_origin_ns;
-  uint64_t pace_batches;
-  uint64_t last_entry_ns;
+  uint64_t pace_origin_ns; /* when the vCPU (re)started */
+  double pace_due_ns;      /* when, after the origin, the current batch is due */
+  uint64_t last_entry_ns;  /* the last KVM_RUN */
   uint32_t throttle_percent; /* atomic */
   bool verify_requested;     /* atomic: answer CMD_VERIFY */
 
