@@ -1,7 +1,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <string>
+
 #include "transports/handshake.h"
+#include "transports/session_assembly.h"
 
 namespace ferry::transport::handshake {
 namespace {
@@ -95,6 +99,76 @@ TEST(Handshake, TestingOverridesReachTheWire) {
   EXPECT_EQ(h.version, 3);
   EXPECT_EQ(h.session_id, 5u);
   EXPECT_NE(random_session_id(), random_session_id());
+}
+
+// A connector's hello for channel `index` of a session of `count`.
+Hello connector_hello(uint64_t session, uint32_t index, uint32_t count) {
+  Hello h;
+  h.role = Role::kConnector;
+  h.session_id = session;
+  h.index = index;
+  h.count = count;
+  return h;
+}
+
+TEST(SessionAssembly, AdoptsTheFirstHelloAndRefusesWhatDoesNotFit) {
+  Options o;
+  o.channels = 0;
+  o.session_id = 0;
+  SessionAssembly<int> s;
+  s.start(o, "tcp:127.0.0.1:1");
+  ASSERT_TRUE(s.judge(connector_hello(7, 1, 2), 0).accepted());
+  s.admit(connector_hello(7, 1, 2), "peer-1", 11);
+  EXPECT_FALSE(s.complete());
+  EXPECT_EQ(s.count(), 2u);
+  EXPECT_EQ(s.session_id(), 7u);
+
+  SessionVerdict v = s.judge(connector_hello(8, 0, 2), 0);
+  EXPECT_EQ(v.status, Status::kSessionMismatch);
+  EXPECT_EQ(v.reply.status, Status::kSessionMismatch);  // what goes back on the wire
+  EXPECT_THAT(v.refusal, HasSubstr("local 0x0000000000000007, peer 0x0000000000000008"));
+  EXPECT_THAT(s.judge(connector_hello(7, 0, 3), 0).refusal,
+              HasSubstr("channel count mismatch: local 2, peer 3"));
+  EXPECT_EQ(s.judge(connector_hello(7, 1, 2), 0).status, Status::kDuplicateIndex);
+  Hello out_of_range = connector_hello(7, 2, 2);
+  EXPECT_EQ(s.judge(out_of_range, 0).status, Status::kIndexOutOfRange);
+
+  s.admit(connector_hello(7, 0, 2), "peer-0", 10);
+  ASSERT_TRUE(s.complete());
+  EXPECT_EQ(s.take(0), 10);
+  EXPECT_EQ(s.take(1), 11);
+  EXPECT_EQ(s.peer_text(1), "peer-1");
+  EXPECT_EQ(s.local_hello(1, kRemoteWrite).count, 2u);
+  EXPECT_EQ(s.local_hello(1, kRemoteWrite).role, Role::kAcceptor);
+}
+
+TEST(SessionAssembly, AFirstHelloMayNotAnnounceMoreChannelsThanASessionHas) {
+  Options o;
+  o.channels = 0;
+  SessionAssembly<int> s;
+  s.start(o, "tcp:127.0.0.1:1");
+  EXPECT_TRUE(s.judge(connector_hello(7, 0, kMaxSessionChannels), 0).accepted());
+  for (uint32_t count : {kMaxSessionChannels + 1, 100000u, 0xFFFFFFFFu}) {
+    SessionVerdict v = s.judge(connector_hello(7, 0, count), 0);
+    EXPECT_EQ(v.status, Status::kCountMismatch) << count;
+    EXPECT_EQ(v.reply.count, kMaxSessionChannels) << count;
+    EXPECT_THAT(v.refusal, HasSubstr("peer announces " + std::to_string(count) +
+                                     " channels, more than the 256 a session may have"));
+  }
+  // The refusal is remembered for the accept-timeout error.
+  s.refuse("rdma:10.0.0.2:4791", 0, "too many", nullptr);
+  EXPECT_THAT(s.timeout_error("tcp:127.0.0.1:1").what(),
+              HasSubstr("0 of ? channels arrived within 60000 ms; last refusal: transport "
+                        "(rdma:10.0.0.2:4791): refused connection: too many"));
+
+  o.channels = kMaxSessionChannels + 1;  // nor may the caller ask for more
+  try {
+    s.start(o, "tcp:127.0.0.1:1");
+    ADD_FAILURE() << "started a session of 257 channels";
+  } catch (const TransportError& e) {
+    EXPECT_EQ(e.error_code(), EINVAL);
+    EXPECT_THAT(e.what(), HasSubstr("options.channels is 257, more than the 256 channels"));
+  }
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "tests/transports/test_util.h"
@@ -537,6 +538,49 @@ TEST_P(TransportTest, ChannelCountMismatchIsRefused) {
     EXPECT_THAT(e.what(), HasSubstr("channel count mismatch: local 2, peer 3"));
   }
   f.get();
+}
+
+// The first hello's count sizes the session's slots: a peer announcing 100000 channels is
+// refused (naming both values) instead of making the listener allocate for them, and the
+// listener goes on to accept a good session.
+TEST_P(TransportTest, HelloAnnouncingTooManyChannelsIsRefusedAndAGoodSessionFollows) {
+  if (is_file()) GTEST_SKIP() << "files have no connections";
+  Options lo = test_options();
+  lo.channels = 0;  // the first valid hello says how many
+  auto l = listen(listen_uri(), lo);
+  std::mutex mu;
+  std::vector<std::string> refusals;
+  l->on_refused([&](const TransportError& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    refusals.push_back(e.what());
+  });
+  auto f = std::async(std::launch::async, [&] { return l->accept(); });
+
+  Options greedy = test_options();
+  greedy.channels = 100000;
+  try {
+    connect(l->address(), greedy);
+    ADD_FAILURE() << "connect of 100000 channels succeeded";
+  } catch (const TransportError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("handshake refused by peer: channel count mismatch: "
+                                    "local 100000, peer 256"));
+  }
+
+  Options co = test_options();
+  co.channels = 2;
+  std::vector<ChannelPtr> connected = connect(l->address(), co);
+  std::vector<ChannelPtr> accepted = f.get();
+  ASSERT_EQ(accepted.size(), 2u);
+  EXPECT_EQ(accepted[1]->count(), 2u);
+  uint64_t v = 0x1122334455667788ull, got = 0;
+  connected[1]->send_all(&v, sizeof v);
+  accepted[1]->recv(&got, sizeof got);
+  EXPECT_EQ(got, v);
+
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(refusals.size(), 1u);
+  EXPECT_THAT(refusals[0], HasSubstr("refused connection: channel count mismatch: peer announces "
+                                     "100000 channels, more than the 256 a session may have"));
 }
 
 TEST_P(TransportTest, GarbageSilenceAndPartialHeadersDoNotDisturbTheSession) {

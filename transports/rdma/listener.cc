@@ -10,6 +10,7 @@
 #include "transports/handshake.h"
 #include "transports/rdma/channel.h"
 #include "transports/rdma/endpoint.h"
+#include "transports/session_assembly.h"
 
 namespace ferry::transport::rdma {
 namespace {
@@ -65,9 +66,7 @@ class RdmaListener final : public Listener {
   };
 
   void refuse(const std::string& peer, int err, const std::string& why) {
-    TransportError e(-1, peer, err, "refused connection: " + why);
-    last_refusal_ = e.what();
-    if (on_refused_) on_refused_(e);
+    session_.refuse(peer, err, why, on_refused_);
   }
   void on_request(rdma_cm_id* id);
   bool evaluate(Pending& p, const hs::Wire& in);
@@ -79,13 +78,7 @@ class RdmaListener final : public Listener {
   std::string address_;
   CancelEvent cancel_;
   std::vector<Pending> pending_;
-
-  uint64_t session_ = 0;
-  uint32_t count_ = 0;
-  std::vector<std::unique_ptr<Endpoint>> eps_;
-  std::vector<hs::Hello> hellos_;
-  uint32_t arrived_ = 0;
-  std::string last_refusal_;
+  SessionAssembly<std::unique_ptr<Endpoint>> session_;
 };
 
 void RdmaListener::on_request(rdma_cm_id* id) {
@@ -105,19 +98,8 @@ void RdmaListener::on_request(rdma_cm_id* id) {
 
 bool RdmaListener::evaluate(Pending& p, const hs::Wire& in) {
   const hs::Hello peer = hs::decode(in);
-  hs::Hello local = hs::local_hello(opts_, hs::Role::kAcceptor, session_ ? session_ : peer.session_id,
-                                    peer.index, count_ ? count_ : peer.count, kCaps);
-  std::string msg;
-  hs::Status s = hs::check_basic(local, peer, hs::Role::kConnector, &msg);
-  if (s == hs::Status::kOk) {
-    if (peer.session_id != local.session_id) s = hs::Status::kSessionMismatch;
-    else if (peer.count != local.count) s = hs::Status::kCountMismatch;
-    else if (peer.index >= peer.count) s = hs::Status::kIndexOutOfRange;
-    else if (!eps_.empty() && eps_[peer.index]) s = hs::Status::kDuplicateIndex;
-    if (s != hs::Status::kOk) msg = hs::mismatch_message(s, local, peer);
-  }
-  local.status = s;
-  const hs::Wire out = hs::encode(local);
+  const SessionVerdict verdict = session_.judge(peer, kCaps);
+  const hs::Wire out = hs::encode(verdict.reply);
   iovec v{const_cast<uint8_t*>(out.data()), out.size()};
   try {
     p.ep->send(std::span<const iovec>(&v, 1), 0, "handshake reply");
@@ -126,32 +108,20 @@ bool RdmaListener::evaluate(Pending& p, const hs::Wire& in) {
     refuse(p.ep->peer_, e.error_code(), "sending handshake reply: " + e.detail());
     return false;
   }
-  if (s != hs::Status::kOk) {
-    refuse(p.ep->peer_, 0, msg);
+  if (!verdict.accepted()) {
+    refuse(p.ep->peer_, 0, verdict.refusal);
     return false;
   }
-  if (eps_.empty()) {
-    session_ = local.session_id;
-    count_ = local.count;
-    eps_.resize(count_);
-    hellos_.resize(count_);
-  }
   p.ep->channel_ = static_cast<int>(peer.index);
-  eps_[peer.index] = std::move(p.ep);
-  hellos_[peer.index] = peer;
-  ++arrived_;
+  std::string peer_text = p.ep->peer_;  // before the endpoint moves
+  session_.admit(peer, std::move(peer_text), std::move(p.ep));
   return true;
 }
 
 std::vector<ChannelPtr> RdmaListener::accept() {
-  session_ = opts_.session_id;
-  count_ = opts_.channels;
-  eps_.clear();
-  hellos_.clear();
-  arrived_ = 0;
-  last_refusal_.clear();
+  session_.start(opts_, address_);
   const auto deadline = Clock::now() + opts_.accept_timeout;
-  while (eps_.empty() || arrived_ < count_) {
+  while (!session_.complete()) {
     int wait = ms_until(deadline);
     for (const Pending& p : pending_) {
       wait = std::min(wait, p.established ? 2 : ms_until(p.deadline));
@@ -219,27 +189,23 @@ std::vector<ChannelPtr> RdmaListener::accept() {
         ++i;
       }
     }
-    if (!eps_.empty() && arrived_ == count_) break;
-    if (Clock::now() >= deadline) {
-      throw accept_timeout_error(address_, arrived_, count_, opts_.accept_timeout.count(),
-                                 last_refusal_);
-    }
+    if (session_.complete()) break;
+    if (Clock::now() >= deadline) throw session_.timeout_error(address_);
   }
   std::vector<ChannelPtr> out;
-  out.reserve(count_);
-  for (uint32_t i = 0; i < count_; ++i) {
-    auto& ep = eps_[i];
+  out.reserve(session_.count());
+  for (uint32_t i = 0; i < session_.count(); ++i) {
+    std::unique_ptr<Endpoint> ep = session_.take(i);
     // Its own event channel from now on, so it sees its disconnect without the listener.
     ep->ec_ = rdma_create_event_channel();
     if (!ep->ec_ || rdma_migrate_id(ep->id_, ep->ec_) != 0) {
       throw TransportError(static_cast<int>(i), ep->peer_, errno, "rdma_migrate_id");
     }
     set_nonblocking(ep->ec_->fd);
-    const hs::Hello local =
-        hs::local_hello(opts_, hs::Role::kAcceptor, session_, i, count_, kCaps);
-    out.push_back(make_channel(std::move(ep), local, hellos_[i]));
+    out.push_back(make_channel(std::move(ep), session_.local_hello(i, kCaps),
+                               session_.peer_hello(i)));
   }
-  eps_.clear();
+  session_.clear();
   return out;
 }
 

@@ -10,6 +10,7 @@
 
 #include "transports/cancel_event.h"
 #include "transports/handshake.h"
+#include "transports/session_assembly.h"
 #include "transports/tcp/socket.h"
 #include "transports/stream_channel.h"
 
@@ -90,20 +91,11 @@ class StreamListener final : public Listener {
   bool listener_local_ = false;
   CancelEvent cancel_;
 
-  // Session being assembled.
-  uint64_t session_ = 0;
-  uint32_t count_ = 0;
-  std::vector<Fd> fds_;
-  std::vector<std::string> peers_;
-  std::vector<hs::Hello> hellos_;
-  uint32_t arrived_ = 0;
-  std::string last_refusal_;
+  SessionAssembly<Fd> session_;
 };
 
 void StreamListener::refuse(const Pending& p, int err, const std::string& why) {
-  TransportError e(-1, p.peer, err, "refused connection: " + why);
-  last_refusal_ = e.what();
-  if (on_refused_) on_refused_(e);
+  session_.refuse(p.peer, err, why, on_refused_);
 }
 
 void StreamListener::accept_new(std::vector<Pending>& pending) {
@@ -134,59 +126,30 @@ void StreamListener::accept_new(std::vector<Pending>& pending) {
 
 bool StreamListener::evaluate(Pending& p) {
   const hs::Hello peer = hs::decode(p.buf);
-  hs::Hello local = hs::local_hello(opts_, hs::Role::kAcceptor, session_ ? session_ : peer.session_id,
-                                    peer.index, count_ ? count_ : peer.count,
-                                    advertised(uri_, opts_));
-  std::string msg;
-  hs::Status s = hs::check_basic(local, peer, hs::Role::kConnector, &msg);
-  if (s == hs::Status::kOk) {
-    if (peer.session_id != local.session_id) s = hs::Status::kSessionMismatch;
-    else if (peer.count != local.count) s = hs::Status::kCountMismatch;
-    else if (peer.index >= peer.count) s = hs::Status::kIndexOutOfRange;
-    else if (!fds_.empty() && fds_[peer.index]) s = hs::Status::kDuplicateIndex;
-    if (s != hs::Status::kOk) msg = hs::mismatch_message(s, local, peer);
-  }
-  local.status = s;
+  const SessionVerdict v = session_.judge(peer, advertised(uri_, opts_));
   // Answer even a refusal, so the connector can name both values too.
-  const hs::Wire out = hs::encode(local);
+  const hs::Wire out = hs::encode(v.reply);
   const int werr = hs::write_until(p.fd.get(), out.data(), out.size(),
                                    Clock::now() + opts_.handshake_timeout);
-  if (s != hs::Status::kOk) {
-    refuse(p, 0, msg);
+  if (!v.accepted()) {
+    refuse(p, 0, v.refusal);
     return false;
   }
   if (werr != 0) {
     refuse(p, werr, "sending handshake reply");
     return false;
   }
-  if (fds_.empty()) {
-    session_ = local.session_id;
-    count_ = local.count;
-    fds_.resize(count_);
-    peers_.resize(count_);
-    hellos_.resize(count_);
-  }
   set_blocking(p.fd.get(), true);
-  fds_[peer.index] = std::move(p.fd);
-  peers_[peer.index] = p.peer;
-  hellos_[peer.index] = peer;
-  ++arrived_;
+  session_.admit(peer, p.peer, std::move(p.fd));
   return true;
 }
 
 std::vector<ChannelPtr> StreamListener::accept() {
-  session_ = opts_.session_id;
-  count_ = opts_.channels;
-  fds_.clear();
-  peers_.clear();
-  hellos_.clear();
-  arrived_ = 0;
-  last_refusal_.clear();
-
+  session_.start(opts_, address_);
   const auto deadline = Clock::now() + opts_.accept_timeout;
   std::vector<Pending> pending;
   std::vector<pollfd> pfds;
-  while (fds_.empty() || arrived_ < count_) {
+  while (!session_.complete()) {
     auto wake = deadline;
     for (const Pending& p : pending) wake = std::min(wake, p.deadline);
     pfds.assign(1, pollfd{fd_.get(), POLLIN, 0});
@@ -234,21 +197,18 @@ std::vector<ChannelPtr> StreamListener::accept() {
       }
     }
     if (r > 0 && (pfds[0].revents & POLLIN)) accept_new(pending);
-    if (!fds_.empty() && arrived_ == count_) break;
-    if (Clock::now() >= deadline) {
-      throw accept_timeout_error(address_, arrived_, count_, opts_.accept_timeout.count(),
-                                 last_refusal_);
-    }
+    if (session_.complete()) break;
+    if (Clock::now() >= deadline) throw session_.timeout_error(address_);
   }
 
   std::vector<ChannelPtr> out;
-  out.reserve(count_);
-  for (uint32_t i = 0; i < count_; ++i) {
-    hs::Hello local = hs::local_hello(opts_, hs::Role::kAcceptor, session_, i, count_,
-                                      advertised(uri_, opts_));
-    out.push_back(make_channel(uri_, std::move(fds_[i]), opts_, local, hellos_[i], peers_[i]));
+  out.reserve(session_.count());
+  for (uint32_t i = 0; i < session_.count(); ++i) {
+    const hs::Hello local = session_.local_hello(i, advertised(uri_, opts_));
+    out.push_back(make_channel(uri_, session_.take(i), opts_, local, session_.peer_hello(i),
+                               session_.peer_text(i)));
   }
-  fds_.clear();
+  session_.clear();
   return out;
 }
 
