@@ -1,8 +1,11 @@
-// The channel interface every transport implements (tcp and unix over io_uring, file, later
-// rdma). The engine opens a session of N channels with listen()/connect() and moves bytes through
-// Channel without knowing which transport carries them. Shape follows UCX's uct interface ops:
-// asynchronous sends completed through a progress call, exact-length receives, capability flags and
-// memory registration that RDMA will turn into remote placement.
+// The channel interface every transport implements: tcp and unix sockets and file streams (over
+// io_uring when built with liburing and the kernel allows a ring, otherwise over plain blocking
+// syscalls; Channel::send_path() says which), and rdma (verbs RC queue pairs through rdma_cm,
+// when built with rdma-core). The engine opens a session of N channels with listen()/connect()
+// and moves bytes through Channel without knowing which transport carries them. Shape follows
+// UCX's uct interface ops: asynchronous sends completed through a progress call, exact-length
+// receives, capability flags and memory registration, which rdma turns into remote placement
+// (write_remote() as RDMA WRITE).
 //
 // Threading: a Channel is driven by one thread at a time (send, poll_completions, wait_all, recv,
 // close, register_memory, ...); it may be handed to another thread between calls. abort() is the
@@ -45,7 +48,8 @@ enum class ZeroCopy : uint8_t {
 
 struct Options {
   // connect: channels to open. listen: channels to expect (0 = take the count from the first
-  // valid handshake).
+  // valid handshake). The tcp, unix and rdma listeners take at most 256 channels a session and
+  // refuse a first handshake announcing more.
   uint32_t channels = 1;
   // connect: 0 = pick a random id. listen: 0 = accept the first session that arrives, otherwise
   // refuse other ids.
@@ -224,8 +228,9 @@ FERRY_API std::unique_ptr<Listener> listen(std::string_view uri, const Options& 
 FERRY_API std::vector<ChannelPtr> connect(const Uri& uri, const Options& options = {});
 FERRY_API std::vector<ChannelPtr> connect(std::string_view uri, const Options& options = {});
 
-// SPDK-style registry: a scheme maps to its factories. tcp, unix, file and rdma (a stub until the
-// RDMA transport exists) are built in; registering an existing scheme replaces it.
+// SPDK-style registry: a scheme maps to its factories. tcp, unix, file and rdma are built in (in
+// a build without rdma-core, rdma: is refused with an error saying so); registering an existing
+// scheme replaces it.
 struct TransportFactory {
   std::function<std::unique_ptr<Listener>(const Uri&, const Options&)> listen;
   std::function<std::vector<ChannelPtr>(const Uri&, const Options&)> connect;
