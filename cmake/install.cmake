@@ -31,5 +31,8 @@ endif()
 if(FERRY_HAVE_RDMA)
   string(APPEND FERRY_PC_REQUIRES_PRIVATE " libibverbs librdmacm")
 endif()
+# The path from lib/pkgconfig back to the prefix (e.g. "../.."), for ${pcfiledir} in ferry.pc.
+file(RELATIVE_PATH FERRY_PC_PREFIX_FROM_PCDIR "/prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/prefix")
+string(REGEX REPLACE "/$" "" FERRY_PC_PREFIX_FROM_PCDIR "${FERRY_PC_PREFIX_FROM_PCDIR}")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/ferry.pc.in ${PROJECT_BINARY_DIR}/ferry.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/ferry.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

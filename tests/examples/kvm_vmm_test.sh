@@ -52,8 +52,8 @@ ldd "$vmm" | grep -q "$work/prefix" || fail "kvm-vmm does not load the installed
 
 # ---- 3. a pkg-config consumer --------------------------------------------------------------
 step "build examples/pkgconfig-consumer with pkg-config"
-# --define-prefix: the prefix comes from where ferry.pc lies, as the install was relocated.
-flags=$(PKG_CONFIG_PATH="$(dirname "$pc_file")" pkg-config --define-prefix --cflags --libs ferry) ||
+# No --define-prefix: ferry.pc finds its prefix from where it lies (${pcfiledir}).
+flags=$(PKG_CONFIG_PATH="$(dirname "$pc_file")" pkg-config --cflags --libs ferry) ||
   fail "pkg-config --cflags --libs ferry"
 cc -std=c11 -Wall -Wextra -Werror "$source_dir/examples/pkgconfig-consumer/consumer.c" $flags \
   -o "$work/consumer" > "$work/consumer-build.out" 2>&1 || fail "compiling the pkg-config consumer"
