@@ -141,7 +141,8 @@ FERRY_API ferry_status ferry_source_add_ram(ferry_source* source,
  * KVM_MEM_LOG_DIRTY_PAGES whose memory is block->host): KVM_GET_DIRTY_LOG per iteration, and with
  * FERRY_KVM_MANUAL_PROTECT (the VM has KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled) followed by
  * KVM_CLEAR_DIRTY_LOG of the pages it reported. slot includes the address space id in bits 16+
- * as KVM expects. The fd stays the caller's. */
+ * as KVM expects. block->page_size must be the host page size (KVM logs one bit per base page).
+ * The fd stays the caller's. */
 #define FERRY_KVM_MANUAL_PROTECT 1u
 FERRY_API ferry_status ferry_source_add_ram_kvm(ferry_source* source,
                                                 const ferry_ram_block* block, int vm_fd,
@@ -173,8 +174,10 @@ FERRY_API ferry_status ferry_destination_add_device(ferry_destination* destinati
 typedef struct ferry_device_ops {
   int (*save)(void* opaque, void* buf, size_t capacity, size_t* len);
   int (*load)(void* opaque, const void* buf, size_t len);
-  size_t max_bytes; /* largest state, 1 .. 64 MiB; memory for it is reserved at registration */
-  uint32_t version; /* 1.. ; the destination refuses a newer one */
+  size_t max_bytes; /* largest state, 1 .. 4 MiB - 4 KiB (a device travels in one packet of at
+                       most 4 MiB); memory for it is reserved at registration */
+  uint32_t version; /* 1.. ; the destination refuses a newer one and loads an older one (load is
+                       not told which: keep a format marker in the bytes if it changes) */
 } ferry_device_ops;
 
 FERRY_API ferry_status ferry_source_add_device_opaque(ferry_source* source,
@@ -210,7 +213,8 @@ typedef struct ferry_iteration_stats {
 typedef struct ferry_hooks {
   /* Precopy converged: stop the guest (vCPUs out of KVM_RUN, device models quiet) and return 0.
    * After it returns nothing may write guest memory. Non-zero fails the migration; the guest is
-   * then taken to be still running and resume_guest is not called. */
+   * then taken to be still running and resume_guest is not called (throttle(0) is, if the
+   * guest was throttled). */
   int (*stop_guest)(void* opaque);
   /* The migration failed or was cancelled after stop_guest: the guest runs on here. */
   void (*resume_guest)(void* opaque);
@@ -230,7 +234,9 @@ FERRY_API ferry_status ferry_source_connect(ferry_source* source, const char* ur
  * confirmed (FERRY_OK), or on failure / cancel with the guest running (see guarantees). Once per
  * object. */
 FERRY_API ferry_status ferry_source_run(ferry_source* source);
-/* Any thread, any time: run() (or a run() not yet started) ends soon with FERRY_ERR_CANCELLED. */
+/* Any thread, any time: run() (or a run() not yet started) ends soon with FERRY_ERR_CANCELLED,
+ * and so does a later ferry_source_connect(); a connect in progress is not interrupted (it is
+ * bounded by connect_timeout_ms). */
 FERRY_API void ferry_source_cancel(ferry_source* source);
 
 typedef struct ferry_progress {
@@ -247,7 +253,8 @@ typedef struct ferry_progress {
 FERRY_API ferry_status ferry_source_progress(ferry_source* source, ferry_progress* out);
 
 /* The statistics of the last run (also after a failure) as a JSON object like QEMU's
- * query-migrate: status, total-time, downtime, ram, iterations[...]. Release with ferry_free. */
+ * query-migrate: status, total-time, downtime, ram, iterations[...]. Before run, status is
+ * "none". Release with ferry_free. */
 FERRY_API ferry_status ferry_source_stats_json(ferry_source* source, char** json);
 
 /* ---- Destination ------------------------------------------------------------------------ */
@@ -271,7 +278,10 @@ FERRY_API ferry_status ferry_destination_run(ferry_destination* destination);
 /* Any thread, any time: run() ends soon with FERRY_ERR_CANCELLED (an accept in progress ends
  * within about 100 ms). */
 FERRY_API void ferry_destination_cancel(ferry_destination* destination);
-/* Pages, bytes, iterations, devices, seconds and the error of the last run, as JSON. */
+/* Pages, bytes, iterations, devices, seconds and the error of the last run, as JSON: status
+ * ("none" before run, "completed", "failed", "cancelled"), error-desc, total-time, ram{...} with
+ * the source's key names, device-state, vmdesc (the source's device description). The counts
+ * are those of a completed run; after a failure only status, error-desc and total-time. */
 FERRY_API ferry_status ferry_destination_stats_json(ferry_destination* destination, char** json);
 
 #ifdef __cplusplus
