@@ -1,0 +1,100 @@
+// After the final SYNC, on channel 0: the device state (DEVICE..., VMDESC), COMPLETE and our
+// CONFIRM, then the optional verification and the source's DONE.
+#include "engine/device/device_state.h"
+#include "engine/ram/block_check.h"
+#include "engine/ram/destination_session.h"
+#include "engine/ram/page_counts.h"
+
+namespace ferry::ram {
+
+// Every message up to COMPLETE is read even after a device refused to load, so that the
+// refusal goes to the source in place of CONFIRM while it is listening for one.
+ControlLink::Message DestinationSession::load_devices() {
+  constexpr auto kDevice = wire::PacketType::kDevice;
+  constexpr auto kVmdesc = wire::PacketType::kVmdesc;
+  constexpr auto kComplete = wire::PacketType::kComplete;
+  device::DeviceLoader loader(m_.devices);
+  std::string device_error;
+  auto msg = link_.recv({kDevice, kVmdesc, kComplete}, "source");
+  for (; msg.header.type != kComplete; msg = link_.recv({kDevice, kVmdesc, kComplete}, "source")) {
+    if (!device_error.empty()) continue;
+    try {
+      if (msg.header.type == kDevice) {
+        loader.load_section(msg.body, msg.header.packet);
+      } else {
+        loader.load_vmdesc(msg.body, msg.header.packet);
+      }
+    } catch (const MigrationError& e) {
+      device_error = e.what();
+    }
+  }
+  if (!device_error.empty()) throw MigrationError(device_error);
+  loader.finish();
+  st_.devices = loader.loaded();
+  st_.vmdesc = loader.vmdesc();
+  return msg;
+}
+
+// COMPLETE: every page the source sent arrived; CONFIRM says so.
+void DestinationSession::confirm_completion(const ControlLink::Message& complete) {
+  wire::BodyReader r(complete.body.data(), complete.body.size(), 0, complete.header.packet);
+  const PageCounts sent = wire::decode_counts(r);
+  r.end();
+  const PageCounts& got = st_.pages;
+  if (!same_counts(sent, got)) {
+    throw MigrationError("page count mismatch: source sent " + std::to_string(sent.total()) +
+                         " pages (" + std::to_string(sent.normal) + " normal), destination got " +
+                         std::to_string(got.total()) + " (" + std::to_string(got.normal) +
+                         " normal)");
+  }
+  if (!one_way_) {
+    wire::BodyWriter w;
+    wire::encode_counts(w, got);
+    link_.send(wire::PacketType::kConfirm, w.bytes());
+  }
+}
+
+// Two-way: VERIFY asks for our hashes (the source compares). One-way: the stream may hold the
+// source's hashes, which we check ourselves. DONE ends it either way.
+void DestinationSession::verify_and_hear_done() {
+  auto msg = one_way_ ? link_.recv({wire::PacketType::kHashes, wire::PacketType::kDone}, "source")
+                      : link_.recv({wire::PacketType::kVerify, wire::PacketType::kDone}, "source");
+  if (msg.header.type == wire::PacketType::kHashes) {
+    check_recorded_hashes(msg);
+    msg = link_.recv({wire::PacketType::kDone}, "source");
+  } else if (msg.header.type == wire::PacketType::kVerify) {
+    link_.send(wire::PacketType::kHashes, wire::encode_hashes(block_hashes(m_.blocks)));
+    msg = link_.recv({wire::PacketType::kDone}, "source");
+  }
+  check_done(msg);
+}
+
+void DestinationSession::check_recorded_hashes(const ControlLink::Message& hashes) {
+  const std::vector<uint64_t> recorded = wire::decode_hashes(
+      hashes.body.data(), hashes.body.size(), 0, hashes.header.packet, m_.blocks.size());
+  const std::vector<uint64_t> mine = block_hashes(m_.blocks);
+  for (size_t i = 0; i < mine.size(); ++i) {
+    if (mine[i] != recorded[i]) {
+      throw MigrationError("verification failed: block '" + m_.blocks[i].name +
+                           "' differs from the source's hash recorded in the stream");
+    }
+  }
+  st_.verified = true;
+}
+
+void DestinationSession::check_done(const ControlLink::Message& done) {
+  wire::BodyReader r(done.body.data(), done.body.size(), 0, done.header.packet);
+  const uint8_t result = r.u8("result");
+  const std::string why = r.str("message");
+  r.end();
+  if (result > 2) {
+    wire::fail(0, done.header.packet, wire::kHeaderSize, "DONE result " + std::to_string(result));
+  }
+  if (result == 2) {
+    may_tell_source_ = false;  // the source knows already
+    throw MigrationError(why.empty() ? "source reported a failed verification" : why);
+  }
+  if (!one_way_) st_.verified = result == 1;
+}
+
+}  // namespace ferry::ram
