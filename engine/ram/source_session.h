@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,7 @@ class SourceSession {
   // What rollback() must undo.
   uint32_t throttle_ = 0;  // percent asked of hooks.throttle
   bool guest_stopped_ = false;
+
   Clock::time_point t_stop_;  // stop_guest: the downtime starts
 };
 
