@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <stdexcept>
 
 namespace ferry::capi_test {
@@ -14,16 +13,6 @@ Memory::Memory(size_t bytes) : n_(bytes) {
   if (p_ == MAP_FAILED) throw std::runtime_error("mmap failed");
 }
 Memory::~Memory() { ::munmap(p_, n_); }
-
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/ferry-capi-XXXXXX";
-  if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
-  path_ = tmpl;
-}
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
 
 Destination::Destination(size_t bytes, const char* block, const ferry_options* options)
     : mem_(bytes) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "ferry/ferry.h"
+#include "tests/transports/test_util.h"
 
 namespace ferry::capi_test {
 
@@ -27,15 +28,8 @@ class Memory {
   size_t n_;
 };
 
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+// A scratch directory removed at the end: the transport tests' helper.
+using transport::testing::TempDir;
 
 struct Outcome {
   ferry_status status = FERRY_ERR_INTERNAL;
