@@ -4,18 +4,21 @@
 # stop_guest to the destination vCPU running again) as median/min/max, the source's total time
 # (median), and the pages per iteration of the median run.
 #
-# usage: bench/kvm_vmm_bench.sh [-n RUNS] [-r DIRTY_RATE] [-m MEM] [-d DOWNTIME_MS] [KVM_VMM]
+# usage: bench/kvm_vmm_bench.sh [-n RUNS] [-r DIRTY_RATE] [-m MEM] [-d DOWNTIME_MS] [-b SECONDS] [KVM_VMM]
+#   -b: how long the guest runs before the migration starts (1.0); longer means more of its RAM
+#       holds written (non-zero) pages for the bulk pass
 #   KVM_VMM: the kvm-vmm binary (default: build/release/examples/kvm-vmm/kvm-vmm)
 set -euo pipefail
 
-runs=5 rate=64M mem=1G downtime=20
-while getopts "n:r:m:d:" opt; do
+runs=5 rate=64M mem=1G downtime=20 before=1.0
+while getopts "n:r:m:d:b:" opt; do
   case $opt in
     n) runs=$OPTARG ;;
     r) rate=$OPTARG ;;
     m) mem=$OPTARG ;;
     d) downtime=$OPTARG ;;
-    *) sed -n '2,9p' "$0"; exit 2 ;;
+    b) before=$OPTARG ;;
+    *) sed -n '2,11p' "$0"; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -40,7 +43,7 @@ for i in $(seq "$runs"); do
     sleep 0.1
   done
   [[ -n "$uri" ]] || { cat "$work/$i.dst"; exit 1; }
-  "$vmm" --migrate-to "$uri" $opts --run-before 1.0 --downtime-limit "$downtime" > "$work/$i.src" 2>&1 ||
+  "$vmm" --migrate-to "$uri" $opts --run-before "$before" --downtime-limit "$downtime" > "$work/$i.src" 2>&1 ||
     { cat "$work/$i.src" "$work/$i.dst"; exit 1; }
   wait "$dest_pid" || { echo "run $i: destination failed"; cat "$work/$i.dst"; exit 1; }
   dest_pid=""
@@ -56,7 +59,7 @@ for i in $(seq "$runs"); do
 done | sort -k2,2g > "$work/table"
 median_run=$(awk -v n="$runs" 'NR == int((n + 1) / 2) { print $1 }' "$work/table")
 echo
-echo "kvm-vmm live migration, $runs runs: guest $mem, dirty rate $rate/s, tcp loopback, downtime limit $downtime ms"
+echo "kvm-vmm live migration, $runs runs: guest $mem, dirty rate $rate/s, tcp loopback, downtime limit $downtime ms, guest ran ${before} s before"
 awk '{ b[NR] = $2 } END { printf "blackout (destination): median %.1f ms, min %.1f ms, max %.1f ms\n", b[int((NR + 1) / 2)], b[1], b[NR] }' "$work/table"
 sort -k3,3g "$work/table" | awk '{ t[NR] = $3 } END { printf "total time (source): median %.3f s\n", t[int((NR + 1) / 2)] }'
 echo "pages per iteration of the median run (run $median_run):"
