@@ -19,8 +19,10 @@ packages=(
   liburing-dev                               # io_uring TCP transport
   libibverbs-dev librdmacm-dev               # RDMA verbs transport
   liblz4-dev                                 # LZ4 page codec
+  libxxhash-dev                              # XXH3 page digests (verification)
   libgtest-dev libgmock-dev                  # tests
   libbenchmark-dev                           # bench/
+  iperf3                                     # bench/summary's TCP baseline (the standard tool)
   libcli11-dev nlohmann-json3-dev            # ferry CLI arguments, JSON statistics
   asn1c                                      # checks the vmstate BER output against its ASN.1 module
   qemu-system-x86 busybox-static kmod cpio zstd  # tools/rxe/run-in-vm: soft-RoCE VM for rdma tests
