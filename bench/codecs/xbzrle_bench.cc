@@ -8,6 +8,10 @@
 //   sparse1pct   1% of the bytes (41) changed, at distinct random offsets
 //   sparse10pct  10% of the bytes (410) changed, at distinct random offsets
 //   half         each 64-byte block rewritten with fresh random bytes with probability 1/2
+//   half64       alternating 64-byte chunks: every byte of one changed, the next unchanged
+//                (dense runs of exactly 64 bytes; which comes first varies by pair)
+//   rand50       each byte changed with probability 1/2: runs of ~2 bytes, and the delta is
+//                about a page long, so encode fits on some pairs and gives up on the others
 //   random       new page entirely random: the delta does not fit in 4096 bytes, so encode
 //                measures how fast we give up; decode encodes it with an 8192-byte cap instead
 //                so there is a delta to apply
@@ -51,9 +55,13 @@ size_t pool_pairs() {
   return pairs;
 }
 
-enum class Mix { kUnchanged, kOneByte, kSparse1, kSparse10, kHalf, kRandom };
-constexpr Mix kAllMixes[] = {Mix::kUnchanged, Mix::kOneByte, Mix::kSparse1,
-                             Mix::kSparse10,  Mix::kHalf,    Mix::kRandom};
+// Enum values seed each pool's generator: new mixes go last, so older pools keep their pages.
+enum class Mix { kUnchanged, kOneByte, kSparse1, kSparse10, kHalf, kRandom, kHalf64, kRand50 };
+constexpr size_t kMixCount = 8;
+// Benchmark order: by change density.
+constexpr Mix kAllMixes[kMixCount] = {Mix::kUnchanged, Mix::kOneByte, Mix::kSparse1,
+                                      Mix::kSparse10,  Mix::kHalf,    Mix::kHalf64,
+                                      Mix::kRand50,    Mix::kRandom};
 
 const char* mix_name(Mix m) {
   switch (m) {
@@ -63,6 +71,8 @@ const char* mix_name(Mix m) {
     case Mix::kSparse10: return "sparse10pct";
     case Mix::kHalf: return "half";
     case Mix::kRandom: return "random";
+    case Mix::kHalf64: return "half64";
+    case Mix::kRand50: return "rand50";
   }
   return "?";
 }
@@ -87,11 +97,15 @@ struct Pool {
   const uint8_t* new_page(size_t i) const { return new_pages.page(i); }
 };
 
+uint8_t differing(uint8_t old, std::mt19937_64& rng) {
+  return static_cast<uint8_t>(old ^ (1 + rng() % 255));
+}
+
 void change_bytes(uint8_t* page, size_t count, std::mt19937_64& rng) {
   std::vector<size_t> offsets(kPage);
   for (size_t i = 0; i < kPage; ++i) offsets[i] = i;
   std::shuffle(offsets.begin(), offsets.end(), rng);
-  for (size_t i = 0; i < count; ++i) page[offsets[i]] ^= static_cast<uint8_t>(1 + rng() % 255);
+  for (size_t i = 0; i < count; ++i) page[offsets[i]] = differing(page[offsets[i]], rng);
 }
 
 Pool make_pool(Mix mix) {
@@ -113,6 +127,16 @@ Pool make_pool(Mix mix) {
         }
         break;
       case Mix::kRandom: bench::fill_random(n, kPage, rng()); break;
+      case Mix::kHalf64:
+        for (size_t b = (rng() & 1) * 64; b < kPage; b += 128) {
+          for (size_t k = b; k < b + 64; ++k) n[k] = differing(n[k], rng);
+        }
+        break;
+      case Mix::kRand50:
+        for (size_t k = 0; k < kPage; ++k) {
+          if (rng() & 1) n[k] = differing(n[k], rng);
+        }
+        break;
     }
   }
   return p;
@@ -121,7 +145,7 @@ Pool make_pool(Mix mix) {
 const Pool& pool(Mix mix) {
   static const std::vector<Pool> pools = [] {
     std::vector<Pool> v;
-    for (Mix m : kAllMixes) v.push_back(make_pool(m));
+    for (size_t m = 0; m < kMixCount; ++m) v.push_back(make_pool(static_cast<Mix>(m)));
     return v;
   }();
   return pools[static_cast<size_t>(mix)];
@@ -139,6 +163,21 @@ void BM_XbzrleEncode(benchmark::State& state, xbzrle::Variant v, Mix mix, size_t
     benchmark::DoNotOptimize(n);
     i = (i + 1) % pairs;
   }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kPage));
+}
+
+// What callers get: xbzrle::encode() picks its variant once per process.
+void BM_XbzrleEncodeDispatched(benchmark::State& state, Mix mix) {
+  const Pool& p = pool(mix);
+  PageBuffer dst(1);
+  const size_t pairs = pool_pairs();
+  size_t i = 0;
+  for (auto _ : state) {
+    long n = xbzrle::encode(p.old_page(i), p.new_page(i), kPage, dst.page(0), kPage);
+    benchmark::DoNotOptimize(n);
+    i = (i + 1) % pairs;
+  }
+  state.SetLabel(xbzrle::variant_name(xbzrle::best_variant()));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kPage));
 }
 
@@ -183,6 +222,10 @@ void BM_XbzrleDecode(benchmark::State& state, Mix mix) {
           std::string("BM_XbzrleEncode/") + xbzrle::variant_name(v) + "/" + mix_name(m);
       benchmark::RegisterBenchmark(name.c_str(), BM_XbzrleEncode, v, m, pool_pairs());
     }
+  }
+  for (Mix m : kAllMixes) {
+    std::string name = std::string("BM_XbzrleEncode/dispatched/") + mix_name(m);
+    benchmark::RegisterBenchmark(name.c_str(), BM_XbzrleEncodeDispatched, m);
   }
   for (auto v : xbzrle::kAllVariants) {
     std::string name = std::string("BM_XbzrleEncodeHot/") + xbzrle::variant_name(v) + "/unchanged";
