@@ -17,6 +17,8 @@ inline constexpr int kExitUsage = 2;
 using Runner = std::function<int()>;
 
 std::pair<CLI::App*, Runner> add_dump_command(CLI::App& app);
+// cmd_image.cc: the synthetic image written to a file.
+std::pair<CLI::App*, Runner> add_image_command(CLI::App& app);
 // cmd_migrate.cc: live migration of a synthetic guest image.
 std::pair<CLI::App*, Runner> add_demo_command(CLI::App& app);
 std::pair<CLI::App*, Runner> add_send_command(CLI::App& app);

@@ -171,7 +171,42 @@ void fill_text(uint8_t* out, size_t len, uint64_t key) {
   }
 }
 
+const char* image_content_name(ImageContent c) {
+  switch (c) {
+    case ImageContent::kMix: return "mix";
+    case ImageContent::kZero: return "zero";
+    case ImageContent::kRandom: return "random";
+  }
+  return "?";
+}
+
+bool parse_image_content(std::string_view text, ImageContent& out) {
+  for (ImageContent c : {ImageContent::kMix, ImageContent::kZero, ImageContent::kRandom}) {
+    if (text == image_content_name(c)) {
+      out = c;
+      return true;
+    }
+  }
+  return false;
+}
+
 ImageMix generate_image(uint8_t* mem, size_t size, size_t unit, uint64_t seed, unsigned threads) {
+  return generate_image(mem, size, unit, seed, ImageContent::kMix, threads);
+}
+
+namespace {
+UnitKind content_kind(ImageContent content, uint64_t seed, uint64_t index) {
+  switch (content) {
+    case ImageContent::kZero: return UnitKind::kZero;
+    case ImageContent::kRandom: return UnitKind::kRandom;
+    case ImageContent::kMix: break;
+  }
+  return unit_kind(seed, index);
+}
+}  // namespace
+
+ImageMix generate_image(uint8_t* mem, size_t size, size_t unit, uint64_t seed, ImageContent content,
+                        unsigned threads) {
   const size_t units = size / unit;
   std::vector<ImageMix> per(pick_threads(threads));
   parallel_for(units, static_cast<unsigned>(per.size()), [&](size_t b, size_t e, unsigned t) {
@@ -179,7 +214,7 @@ ImageMix generate_image(uint8_t* mem, size_t size, size_t unit, uint64_t seed, u
     for (size_t u = b; u < e; ++u) {
       uint8_t* p = mem + u * unit;
       const uint64_t key = mix64(seed) ^ (u * 0xD6E8FEB86659FD93ull);
-      switch (unit_kind(seed, u)) {
+      switch (content_kind(content, seed, u)) {
         case UnitKind::kZero: ++m.zero; break;
         case UnitKind::kText: fill_text(p, unit, key); ++m.text; break;
         case UnitKind::kRandom: fill_random(p, unit, key); ++m.random; break;

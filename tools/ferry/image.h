@@ -11,10 +11,19 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace ferry::cli {
 
 enum class UnitKind : uint8_t { kZero = 0, kText = 1, kRandom = 2 };
+
+// What the whole image holds: the mix above, every unit zero, or every unit random (the
+// random units' bytes are those the mix would give them). `--content` of the CLI.
+enum class ImageContent : uint8_t { kMix = 0, kZero = 1, kRandom = 2 };
+
+// "mix", "zero", "random"; parse_image_content returns false for any other text.
+const char* image_content_name(ImageContent c);
+bool parse_image_content(std::string_view text, ImageContent& out);
 
 struct ImageMix {
   uint64_t zero = 0;
@@ -50,6 +59,10 @@ UnitKind unit_kind(uint64_t seed, uint64_t index);
 // zero units are not written (the memory must already be zero). threads = 0: one per CPU,
 // at most 8. Returns how many units of each kind it made. Same seed, size and unit: same bytes.
 ImageMix generate_image(uint8_t* mem, size_t size, size_t unit, uint64_t seed, unsigned threads = 0);
+// The same for another content: kMix is the above; kZero writes nothing; kRandom fills every
+// unit as the mix fills its random ones.
+ImageMix generate_image(uint8_t* mem, size_t size, size_t unit, uint64_t seed, ImageContent content,
+                        unsigned threads = 0);
 
 // Content hash of [mem, mem + size) (size a multiple of 64): the same bytes give the same value
 // whatever the thread count. Not cryptographic; for checking that a copy arrived intact.

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   commands.push_back(ferry::cli::add_send_command(app));
   commands.push_back(ferry::cli::add_recv_command(app));
   commands.push_back(ferry::cli::add_dump_command(app));
+  commands.push_back(ferry::cli::add_image_command(app));
 
   try {
     app.parse(argc, argv);

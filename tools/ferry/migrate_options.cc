@@ -42,6 +42,9 @@ std::string MigrateOptions::resolve() {
   } catch (const std::invalid_argument& e) {
     return e.what();
   }
+  if (!parse_image_content(content_text, content)) {
+    return "--content " + content_text + " is not mix, zero or random";
+  }
   if (size == 0) return "--size must be more than 0";
   if (size % page_size != 0) {
     return "--size " + size_text + " is not a multiple of the page size " + format_size(page_size);
@@ -107,6 +110,11 @@ void add_migrate_options(CLI::App* sub, MigrateOptions& o, unsigned sets) {
         ->check(page_size_validator())
         ->capture_default_str();
     sub->add_option("--seed", o.seed, "seed of the synthetic image and of the writer")
+        ->capture_default_str();
+    sub->add_option("--content", o.content_text,
+                    "what the image holds: mix (about half zero pages, text-like and random "
+                    "pages), zero (all zero pages) or random (every page random)")
+        ->check(CLI::IsMember({"mix", "zero", "random"}))
         ->capture_default_str();
   }
   if (sets & kSourceOptions) {

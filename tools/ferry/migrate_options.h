@@ -11,6 +11,7 @@
 
 #include "ferry/migration.h"
 #include "ferry/transport.h"
+#include "tools/ferry/image.h"
 
 namespace ferry::cli {
 
@@ -19,6 +20,7 @@ struct MigrateOptions {
   std::string size_text = "2G";
   std::string page_size_text = "4K";
   uint64_t seed = 1;
+  std::string content_text = "mix";  // mix | zero | random
   // The workload and the engine (source side).
   double dirty_rate_mib = 64;
   std::string hot_set_text;  // empty: automatic
@@ -45,6 +47,7 @@ struct MigrateOptions {
   size_t page_size = 4096;
   uint64_t hot_set = 0;
   uint64_t bandwidth = 0;
+  ImageContent content = ImageContent::kMix;
 
   // Parses the size texts (already validated) and checks how they combine; returns an error
   // message for a usage error, "" when fine.
@@ -61,7 +64,7 @@ struct MigrateOptions {
 
 // Which options a subcommand gets.
 enum OptionSet : unsigned {
-  kImageOptions = 1,    // --size --page-size --seed
+  kImageOptions = 1,    // --size --page-size --seed --content
   kSourceOptions = 2,   // --dirty-rate --hot-set --channels --xbzrle --zero --lz4 --downtime-ms ...
   kOutputOptions = 4,   // --json --report --quiet
 };

@@ -138,7 +138,7 @@ SendOutcome send_image(const MigrateOptions& o, const std::string& uri, std::ost
   try {
     GuestMemory mem(o.size, o.page_size > 4096);
     auto t0 = Clock::now();
-    out.mix = generate_image(mem.data(), mem.size(), o.page_size, o.seed);
+    out.mix = generate_image(mem.data(), mem.size(), o.page_size, o.seed, o.content);
     if (talk) {
       char buf[256];
       const double u = static_cast<double>(std::max<uint64_t>(out.mix.total(), 1)) / 100.0;
