@@ -64,25 +64,6 @@ struct Sink {
   static constexpr size_t kFastMax = 19;
 };
 
-[[gnu::always_inline]] inline void add_transitions(uint64_t t, size_t chunk, Positions& p) {
-  auto base = static_cast<uint32_t>(chunk);
-  uint16_t* out = p.at + p.count;
-  p.count += static_cast<size_t>(__builtin_popcountll(t));
-  // `| kTopBit` keeps ctz defined when t is already 0; those entries lie past count.
-  out[0] = static_cast<uint16_t>(base + static_cast<uint32_t>(__builtin_ctzll(t | kTopBit)));
-  t &= t - 1;
-  out[1] = static_cast<uint16_t>(base + static_cast<uint32_t>(__builtin_ctzll(t | kTopBit)));
-  t &= t - 1;
-  for (out += 2; t != 0; t &= t - 1) {
-    *out++ = static_cast<uint16_t>(base + static_cast<uint32_t>(__builtin_ctzll(t)));
-  }
-}
-
-// `carry` is bit 63 of the previous chunk's mask: whether a changed run is open coming in.
-[[gnu::always_inline]] inline uint64_t transitions(uint64_t m, uint64_t carry) {
-  return m ^ ((m << 1) | carry);
-}
-
 [[gnu::always_inline]] inline void store16(uint8_t* p, size_t v) {
   auto x = static_cast<uint16_t>(v);
   std::memcpy(p, &x, 2);
@@ -92,7 +73,8 @@ struct Sink {
 // overwrite a spare second byte.
 [[gnu::always_inline]] inline size_t uleb2(size_t v) {
   size_t more = v >= 0x80;
-  return (v & 0x7f) | (more << 7) | ((v >> 7) << 8);
+  // v + (v & ~0x7f) moves bits 7..13 up to 8..14, leaving bit 7 clear for the continuation.
+  return (v + (v & ~size_t{0x7f})) | (more << 7);
 }
 
 // Copies a changed run for the general path: runs over 16 bytes (the fast path takes the
@@ -220,6 +202,16 @@ template <EmitRunsFn emit_pairs>
   r.open = at != stop;
   if (r.open) r.start = base + *at;
   return true;
+}
+
+// Whether the delta can still fit, judged from a block's scan alone: each of the block's
+// `changed` bytes is in some run, and each run that starts in the block (at least count / 2 of
+// them) has a header of at least 2 bytes. Giving up before emitting makes a page whose delta is
+// bigger than dst (random, or about half the pages with every other byte changed) cost only
+// its scan, as it costs QEMU's encoder.
+[[gnu::always_inline]] inline bool fits_at_least(const Sink& o, size_t changed,
+                                                 const Positions& p) {
+  return changed + (p.count & ~size_t{1}) <= o.cap - o.size;
 }
 
 // Closes a changed run that reaches the end of the page.
@@ -467,6 +459,14 @@ constexpr size_t kTinyRead = 8;   // bytes the gather reads from a run's start
 }
 
 // ---- AVX2 ---------------------------------------------------------------------------------
+//
+// One pass per block compares 256 bytes at a time, skips groups with no change outside a run
+// with one vector test, and flattens the other groups' transition words into positions; it
+// also counts the block's changed bytes, so that a delta that cannot fit is refused before any
+// of it is written (fits_at_least). Emission then takes every run of up to kBlockRun bytes
+// through one path (emit_runs_avx2): on dense pages most runs are tens to hundreds of bytes,
+// and a memcpy call or a choice between a short-run and a long-run path per run cost more
+// than scanning the page.
 
 #define FERRY_AVX2 gnu::target("avx2,bmi,popcnt")
 
@@ -493,10 +493,47 @@ struct Eq64 {
   return diff_mask(equal_avx2(a, b));
 }
 
-[[FERRY_AVX2, gnu::always_inline]] inline void scan_avx2(const uint8_t* a, const uint8_t* b,
-                                                         size_t len, uint64_t& carry,
-                                                         Positions& p) {
+// `carry` is bit 63 of the previous chunk's mask: whether a changed run is open coming in.
+[[FERRY_AVX2, gnu::always_inline]] inline uint64_t transitions(uint64_t m, uint64_t carry) {
+  return m ^ ((m << 1) | carry);
+}
+
+// Appends the positions of the set bits of t (a chunk's transition word). Two are written
+// whatever t holds (tzcnt of 0 is 64; entries past count are never read): a changed chunk
+// mostly holds one run boundary (dense pages) or one changed byte (sparse ones).
+[[FERRY_AVX2, gnu::always_inline]] inline void add_transitions(uint64_t t, size_t chunk,
+                                                               Positions& p) {
+  auto base = static_cast<uint32_t>(chunk);
+  uint16_t* out = p.at + p.count;
+  p.count += static_cast<size_t>(_mm_popcnt_u64(t));
+  out[0] = static_cast<uint16_t>(base + static_cast<uint32_t>(_tzcnt_u64(t)));
+  t = _blsr_u64(t);
+  out[1] = static_cast<uint16_t>(base + static_cast<uint32_t>(_tzcnt_u64(t)));
+  t = _blsr_u64(t);
+  for (out += 2; t != 0; t = _blsr_u64(t)) {
+    *out++ = static_cast<uint16_t>(base + static_cast<uint32_t>(_tzcnt_u64(t)));
+  }
+}
+
+// Sum of the 32 byte counters of v.
+[[FERRY_AVX2, gnu::always_inline]] inline size_t sum_bytes(__m256i v) {
+  __m256i sums = _mm256_sad_epu8(v, _mm256_setzero_si256());  // four 64-bit partial sums
+  __m128i half = _mm_add_epi64(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+  return static_cast<size_t>(_mm_cvtsi128_si64(half) + _mm_extract_epi64(half, 1));
+}
+
+// Fills p with the transition positions of a block of len <= kBlock bytes; returns how many
+// of its bytes changed.
+[[FERRY_AVX2, gnu::always_inline]] inline size_t scan_avx2(const uint8_t* a, const uint8_t* b,
+                                                           size_t len, uint64_t& carry,
+                                                           Positions& p) {
   p.count = 0;
+  // Equal bytes of the groups that were not skipped, as 32 byte counters: each group adds at
+  // most 8 to a counter, so a block's 16 groups cannot overflow one. Vector adds rather than
+  // popcounts, because the flattening keeps the scalar ports busy.
+  __m256i equal_counts = _mm256_setzero_si256();
+  size_t scanned = 0;  // bytes of those groups
+  size_t changed = 0;  // changed bytes of the chunks after the groups
   size_t c = 0;
   for (; c + 4 * kChunk <= len; c += 4 * kChunk) {
     Eq64 e0 = equal_avx2(a + c, b + c);
@@ -508,6 +545,12 @@ struct Eq64 {
         _mm256_and_si256(_mm256_and_si256(e0.lo, e0.hi), _mm256_and_si256(e1.lo, e1.hi)),
         _mm256_and_si256(_mm256_and_si256(e2.lo, e2.hi), _mm256_and_si256(e3.lo, e3.hi)));
     if (carry == 0 && _mm256_testc_si256(all, _mm256_set1_epi8(-1))) continue;
+    // Equal bytes are -1: subtracting counts them.
+    __m256i sum = _mm256_add_epi8(
+        _mm256_add_epi8(_mm256_add_epi8(e0.lo, e0.hi), _mm256_add_epi8(e1.lo, e1.hi)),
+        _mm256_add_epi8(_mm256_add_epi8(e2.lo, e2.hi), _mm256_add_epi8(e3.lo, e3.hi)));
+    equal_counts = _mm256_sub_epi8(equal_counts, sum);
+    scanned += 4 * kChunk;
     uint64_t m0 = diff_mask(e0), m1 = diff_mask(e1), m2 = diff_mask(e2), m3 = diff_mask(e3);
     uint64_t t0 = transitions(m0, carry);
     uint64_t t1 = transitions(m1, m0 >> 63);
@@ -524,6 +567,7 @@ struct Eq64 {
     uint64_t m = diff_avx2(a + c, b + c);
     add_transitions(transitions(m, carry), c, p);
     carry = m >> 63;
+    changed += static_cast<size_t>(_mm_popcnt_u64(m));
   }
   if (c < len) {
     // No byte-masked loads in AVX2: compare zero-padded copies (padding is equal, so it
@@ -532,9 +576,61 @@ struct Eq64 {
     alignas(32) uint8_t tb[kChunk] = {};
     std::memcpy(ta, a + c, len - c);
     std::memcpy(tb, b + c, len - c);
-    add_transitions(transitions(diff_avx2(ta, tb), carry), c, p);
+    uint64_t m = diff_avx2(ta, tb);
+    add_transitions(transitions(m, carry), c, p);
     carry = 0;
+    changed += static_cast<size_t>(_mm_popcnt_u64(m));
   }
+  return changed + scanned - sum_bytes(equal_counts);
+}
+
+// Longest run emit_runs_avx2() moves itself; longer ones amortize a memcpy call.
+constexpr size_t kBlockRun = 1024;
+
+[[FERRY_AVX2, gnu::always_inline]] inline void copy32(uint8_t* d, const uint8_t* s) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), load(s));
+}
+
+// Emits `pairs` runs from the block at `base`, given as (start, end) position pairs at `at`.
+// A run's changed bytes go as ceil(run / 32) 32-byte moves and its header as two 2-byte
+// stores, so the writes reach up to 4 + 31 bytes past the run and the reads 31 bytes past
+// it: runs too close to the end of dst or of the page, and long runs, go through emit().
+// Locals, not Sink fields, as in emit_runs().
+[[FERRY_AVX2]] bool emit_runs_avx2(Sink& o, size_t base, const uint16_t* at, size_t pairs) {
+  constexpr size_t kSlack = 4 + 31;
+  const uint8_t* page = o.page;
+  uint8_t* dst = o.dst;
+  size_t size = o.size, last = o.last_end;
+  // size + run <= size_end and end <= end_limit keep the moves inside dst and the page; both
+  // are false when the limit is 0, as run >= 1.
+  const size_t size_end = o.cap >= kSlack ? o.cap - kSlack : 0;
+  const size_t end_limit = o.page_len >= 31 ? o.page_len - 31 : 0;
+  for (const uint16_t* stop = at + 2 * pairs; at != stop; at += 2) {
+    size_t start = base + at[0], end = base + at[1];
+    size_t zero_run = start - last, run = end - start;
+    if (__builtin_expect(run <= kBlockRun && zero_run < kShortLimit && size + run <= size_end &&
+                             end <= end_limit,
+                         1)) {
+      size_t zero_size = 1 + (zero_run >= 0x80);
+      size_t head = zero_size + 1 + (run >= 0x80);
+      uint8_t* q = dst + size;
+      store16(q, uleb2(zero_run));
+      store16(q + zero_size, uleb2(run));
+      copy32(q + head, page + start);
+      for (size_t k = 32; k < run; k += 32) copy32(q + head + k, page + start + k);
+      size += head + run;
+      last = end;
+    } else {
+      o.size = size;
+      o.last_end = last;
+      if (!emit(o, start, end)) return false;
+      size = o.size;
+      last = o.last_end;
+    }
+  }
+  o.size = size;
+  o.last_end = last;
+  return true;
 }
 
 }  // namespace
@@ -593,8 +689,9 @@ long encode_avx512(const uint8_t* old_page, const uint8_t* new_page, size_t len,
   Positions p;
   for (size_t base = 0; base < len; base += kBlock) {
     size_t n = len - base < kBlock ? len - base : kBlock;
-    scan_avx2(old_page + base, new_page + base, n, carry, p);
-    if (!emit_block<emit_runs>(o, base, p, run)) return kDoesNotFit;
+    size_t changed = scan_avx2(old_page + base, new_page + base, n, carry, p);
+    if (!fits_at_least(o, changed, p)) return kDoesNotFit;
+    if (!emit_block<emit_runs_avx2>(o, base, p, run)) return kDoesNotFit;
   }
   return finish(o, run);
 }

@@ -274,6 +274,89 @@ TEST_P(XbzrleVariant, DstCapIsExact) {
   EXPECT_EQ(encode_checked(a.data(), a.data(), 0, 0, nullptr), 0);
 }
 
+// Every run length from 1 to past the longest run the SIMD encoders move in 32-byte blocks,
+// ending at each of the last 40 bytes of the page, with dst_cap from 2 bytes short of the delta
+// to 40 bytes over it: the block moves must neither read past the page nor write past dst_cap,
+// and a delta one byte too big must be refused.
+TEST_P(XbzrleVariant, LongRunsNearTheEndOfThePageAndOfDst) {
+  std::mt19937_64 rng(31);
+  const size_t len = 2 * 4096 + 40;  // a run reaching into the second block, and a short last one
+  const Bytes a = random_bytes(rng, len);
+  for (size_t run : {1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 200, 1023, 1024, 1025,
+                     1100}) {
+    for (size_t gap = 0; gap < 40; ++gap) {
+      Bytes b = a;
+      size_t end = len - gap, start = end - run;
+      for (size_t i = start; i < end; ++i) b[i] = differ(b[i], rng);
+      size_t early = rng() % 64;  // an earlier run, so dst already holds bytes
+      b[early] = differ(b[early], rng);
+      const Bytes want = reference_encode(a, b);
+      for (size_t cap = want.size() - 2; cap <= want.size() + 40; ++cap) {
+        Bytes got;
+        long r = encode_checked(a.data(), b.data(), len, cap, &got);
+        std::string at = "run " + std::to_string(run) + " gap " + std::to_string(gap) + " cap " +
+                         std::to_string(cap) + " of " + std::to_string(want.size());
+        if (cap < want.size()) {
+          ASSERT_EQ(r, kDoesNotFit) << at;
+        } else {
+          ASSERT_EQ(got, want) << at;
+        }
+      }
+    }
+  }
+}
+
+// The dense benchmark mixes, with QEMU's own dst_cap (one page) and caps around the delta: the
+// encoders may give up from a block's byte count before emitting, and must do it exactly when
+// the canonical delta does not fit.
+TEST_P(XbzrleVariant, DenseMixesNearAndOverTheCap) {
+  std::mt19937_64 rng(41);
+  constexpr size_t kPage = 4096;
+  int fitted = 0, refused = 0;
+  for (int iter = 0; iter < 400; ++iter) {
+    size_t len = iter % 4 == 3 ? 3 * kPage + rng() % 999 : kPage;
+    Bytes a = random_bytes(rng, len), b = a;
+    switch (iter % 4) {
+      case 0:  // half64: alternating fully changed and unchanged 64-byte chunks
+        for (size_t c = (rng() & 1) * 64; c < len; c += 128) {
+          for (size_t i = c; i < std::min(len, c + 64); ++i) b[i] = differ(b[i], rng);
+        }
+        break;
+      case 1:  // rand50: the delta is about a page long
+        for (auto& x : b) {
+          if (rng() & 1) x = differ(x, rng);
+        }
+        break;
+      case 2:  // whole chunks rewritten at random: runs of 64 bytes and more, some split
+        for (size_t c = 0; c < len; c += 64) {
+          if (rng() & 1) std::generate(b.begin() + c, b.begin() + c + 64, [&] { return rng(); });
+        }
+        break;
+      default:  // every byte changed but a few: runs of hundreds of bytes over several blocks
+        for (auto& x : b) {
+          if (rng() % 300 != 0) x = differ(x, rng);
+        }
+    }
+    const Bytes want = reference_encode(a, b);
+    for (size_t cap : {len, want.size() - 1, want.size(), want.size() + 1, 2 * len}) {
+      Bytes got;
+      long r = encode_checked(a.data(), b.data(), len, cap, &got);
+      std::string at = "iter " + std::to_string(iter) + " cap " + std::to_string(cap) + " of " +
+                       std::to_string(want.size());
+      if (cap < want.size()) {
+        ASSERT_EQ(r, kDoesNotFit) << at;
+        refused += cap == len;
+      } else {
+        ASSERT_EQ(got, want) << at;
+        fitted += cap == len;
+      }
+    }
+  }
+  // Both outcomes at the page-sized cap, or the test would not check what it claims to.
+  EXPECT_GT(fitted, 100);
+  EXPECT_GT(refused, 50);
+}
+
 INSTANTIATE_TEST_SUITE_P(Variants, XbzrleVariant, ::testing::ValuesIn(kAllVariants),
                          [](const auto& info) { return std::string(variant_name(info.param)); });
 
