@@ -17,6 +17,7 @@
 // callee whose ISA is a subset of the caller's, never the other way round.
 #include <immintrin.h>
 
+#include <array>
 #include <cstring>
 
 #include "codecs/xbzrle.h"
@@ -461,12 +462,12 @@ constexpr size_t kTinyRead = 8;   // bytes the gather reads from a run's start
 // ---- AVX2 ---------------------------------------------------------------------------------
 //
 // One pass per block compares 256 bytes at a time, skips groups with no change outside a run
-// with one vector test, and flattens the other groups' transition words into positions; it
-// also counts the block's changed bytes, so that a delta that cannot fit is refused before any
-// of it is written (fits_at_least). Emission then takes every run of up to kBlockRun bytes
-// through one path (emit_runs_avx2): on dense pages most runs are tens to hundreds of bytes,
-// and a memcpy call or a choice between a short-run and a long-run path per run cost more
-// than scanning the page.
+// with one vector test, and flattens the other groups' transition words into positions (one
+// table lookup for a group whose runs all start and end on chunk boundaries); it also counts
+// the block's changed bytes, so that a delta that cannot fit is refused before any of it is
+// written (fits_at_least). Emission then takes every run through one path (emit_runs_avx2):
+// on dense pages most runs are tens to hundreds of bytes, and a memcpy call or a choice
+// between a short-run and a long-run path per run cost more than scanning the page.
 
 #define FERRY_AVX2 gnu::target("avx2,bmi,popcnt")
 
@@ -483,19 +484,19 @@ struct Eq64 {
   return {_mm256_cmpeq_epi8(load(a), load(b)), _mm256_cmpeq_epi8(load(a + 32), load(b + 32))};
 }
 
-[[FERRY_AVX2, gnu::always_inline]] inline uint64_t diff_mask(Eq64 e) {
+// Bit i set iff byte i of the chunk is equal. The scan works on these rather than on "differs"
+// masks: the transitions are the same (see transitions()) and it saves a NOT per chunk.
+[[FERRY_AVX2, gnu::always_inline]] inline uint64_t equal_mask(Eq64 e) {
   auto lo = static_cast<uint32_t>(_mm256_movemask_epi8(e.lo));
   auto hi = static_cast<uint32_t>(_mm256_movemask_epi8(e.hi));
-  return ~(static_cast<uint64_t>(hi) << 32 | lo);
+  return static_cast<uint64_t>(hi) << 32 | lo;
 }
 
-[[FERRY_AVX2, gnu::always_inline]] inline uint64_t diff_avx2(const uint8_t* a, const uint8_t* b) {
-  return diff_mask(equal_avx2(a, b));
-}
-
-// `carry` is bit 63 of the previous chunk's mask: whether a changed run is open coming in.
-[[FERRY_AVX2, gnu::always_inline]] inline uint64_t transitions(uint64_t m, uint64_t carry) {
-  return m ^ ((m << 1) | carry);
+// t = e ^ (e << 1 | carry): a set bit where a changed run starts or ends. `carry` is bit 63 of
+// the previous chunk's equal mask (1 = no changed run open coming in). With d = ~e and its carry
+// ~carry, d ^ (d << 1 | ~carry) is the same word: both shifted forms are complements.
+[[FERRY_AVX2, gnu::always_inline]] inline uint64_t transitions(uint64_t e, uint64_t carry) {
+  return e ^ ((e << 1) | carry);
 }
 
 // Appends the positions of the set bits of t (a chunk's transition word). Two are written
@@ -515,6 +516,29 @@ struct Eq64 {
   }
 }
 
+// kChunkStarts[bits]: 64 * k for each set bit k of a 4-bit mask, in order, as uint16 lanes.
+constexpr auto kChunkStarts = [] {
+  std::array<uint64_t, 16> table{};
+  for (unsigned bits = 0; bits < 16; ++bits) {
+    unsigned lane = 0;
+    for (unsigned k = 0; k < 4; ++k) {
+      if ((bits >> k & 1) != 0) table[bits] |= uint64_t{kChunk * k} << (16 * lane++);
+    }
+  }
+  return table;
+}();
+
+// Appends the starts of the chunks of the group at c named by `bits` (bit k: chunk k), for a
+// group whose transitions all fall on chunk starts. One table load and one 8-byte store
+// instead of four add_transitions(): runs of whole cache lines, the common dense pattern. The
+// lanes cannot carry into each other (c + 192 < 2^16); those past the count are never read.
+[[FERRY_AVX2, gnu::always_inline]] inline void add_chunk_starts(uint64_t bits, size_t c,
+                                                                Positions& p) {
+  uint64_t lanes = kChunkStarts[bits] + c * 0x0001000100010001;
+  std::memcpy(p.at + p.count, &lanes, sizeof lanes);
+  p.count += static_cast<size_t>(_mm_popcnt_u64(bits));
+}
+
 // Sum of the 32 byte counters of v.
 [[FERRY_AVX2, gnu::always_inline]] inline size_t sum_bytes(__m256i v) {
   __m256i sums = _mm256_sad_epu8(v, _mm256_setzero_si256());  // four 64-bit partial sums
@@ -523,51 +547,55 @@ struct Eq64 {
 }
 
 // Fills p with the transition positions of a block of len <= kBlock bytes; returns how many
-// of its bytes changed.
+// of its bytes changed. `carry` is the equal-mask carry (see transitions()).
 [[FERRY_AVX2, gnu::always_inline]] inline size_t scan_avx2(const uint8_t* a, const uint8_t* b,
                                                            size_t len, uint64_t& carry,
                                                            Positions& p) {
   p.count = 0;
-  // Equal bytes of the groups that were not skipped, as 32 byte counters: each group adds at
+  // Changed bytes of the groups that were not skipped, as 32 byte counters: each group adds at
   // most 8 to a counter, so a block's 16 groups cannot overflow one. Vector adds rather than
   // popcounts, because the flattening keeps the scalar ports busy.
-  __m256i equal_counts = _mm256_setzero_si256();
-  size_t scanned = 0;  // bytes of those groups
+  __m256i changed_counts = _mm256_setzero_si256();
+  const __m256i eight = _mm256_set1_epi8(8);
   size_t changed = 0;  // changed bytes of the chunks after the groups
   size_t c = 0;
   for (; c + 4 * kChunk <= len; c += 4 * kChunk) {
-    Eq64 e0 = equal_avx2(a + c, b + c);
-    Eq64 e1 = equal_avx2(a + c + 64, b + c + 64);
-    Eq64 e2 = equal_avx2(a + c + 128, b + c + 128);
-    Eq64 e3 = equal_avx2(a + c + 192, b + c + 192);
+    Eq64 q0 = equal_avx2(a + c, b + c);
+    Eq64 q1 = equal_avx2(a + c + 64, b + c + 64);
+    Eq64 q2 = equal_avx2(a + c + 128, b + c + 128);
+    Eq64 q3 = equal_avx2(a + c + 192, b + c + 192);
     // Unchanged 256 bytes outside a run: one vector test instead of eight movemasks.
     __m256i all = _mm256_and_si256(
-        _mm256_and_si256(_mm256_and_si256(e0.lo, e0.hi), _mm256_and_si256(e1.lo, e1.hi)),
-        _mm256_and_si256(_mm256_and_si256(e2.lo, e2.hi), _mm256_and_si256(e3.lo, e3.hi)));
-    if (carry == 0 && _mm256_testc_si256(all, _mm256_set1_epi8(-1))) continue;
-    // Equal bytes are -1: subtracting counts them.
+        _mm256_and_si256(_mm256_and_si256(q0.lo, q0.hi), _mm256_and_si256(q1.lo, q1.hi)),
+        _mm256_and_si256(_mm256_and_si256(q2.lo, q2.hi), _mm256_and_si256(q3.lo, q3.hi)));
+    if (carry == 1 && _mm256_testc_si256(all, _mm256_set1_epi8(-1))) continue;
+    // Equal bytes are -1 (0xff): 8 + their sum counts the changed ones.
     __m256i sum = _mm256_add_epi8(
-        _mm256_add_epi8(_mm256_add_epi8(e0.lo, e0.hi), _mm256_add_epi8(e1.lo, e1.hi)),
-        _mm256_add_epi8(_mm256_add_epi8(e2.lo, e2.hi), _mm256_add_epi8(e3.lo, e3.hi)));
-    equal_counts = _mm256_sub_epi8(equal_counts, sum);
-    scanned += 4 * kChunk;
-    uint64_t m0 = diff_mask(e0), m1 = diff_mask(e1), m2 = diff_mask(e2), m3 = diff_mask(e3);
-    uint64_t t0 = transitions(m0, carry);
-    uint64_t t1 = transitions(m1, m0 >> 63);
-    uint64_t t2 = transitions(m2, m1 >> 63);
-    uint64_t t3 = transitions(m3, m2 >> 63);
-    carry = m3 >> 63;
-    if ((t0 | t1 | t2 | t3) == 0) continue;
+        _mm256_add_epi8(_mm256_add_epi8(q0.lo, q0.hi), _mm256_add_epi8(q1.lo, q1.hi)),
+        _mm256_add_epi8(_mm256_add_epi8(q2.lo, q2.hi), _mm256_add_epi8(q3.lo, q3.hi)));
+    changed_counts = _mm256_add_epi8(changed_counts, _mm256_add_epi8(sum, eight));
+    uint64_t e0 = equal_mask(q0), e1 = equal_mask(q1), e2 = equal_mask(q2), e3 = equal_mask(q3);
+    uint64_t t0 = transitions(e0, carry);
+    uint64_t t1 = transitions(e1, e0 >> 63);
+    uint64_t t2 = transitions(e2, e1 >> 63);
+    uint64_t t3 = transitions(e3, e2 >> 63);
+    carry = e3 >> 63;
+    uint64_t any = t0 | t1 | t2 | t3;
+    if (any == 0) continue;  // inside a run that goes on
+    if (any == 1) {          // each chunk wholly changed or wholly equal
+      add_chunk_starts(t0 | t1 << 1 | t2 << 2 | t3 << 3, c, p);
+      continue;
+    }
     add_transitions(t0, c, p);
     add_transitions(t1, c + 64, p);
     add_transitions(t2, c + 128, p);
     add_transitions(t3, c + 192, p);
   }
   for (; c + kChunk <= len; c += kChunk) {
-    uint64_t m = diff_avx2(a + c, b + c);
-    add_transitions(transitions(m, carry), c, p);
-    carry = m >> 63;
-    changed += static_cast<size_t>(_mm_popcnt_u64(m));
+    uint64_t e = equal_mask(equal_avx2(a + c, b + c));
+    add_transitions(transitions(e, carry), c, p);
+    carry = e >> 63;
+    changed += kChunk - static_cast<size_t>(_mm_popcnt_u64(e));
   }
   if (c < len) {
     // No byte-masked loads in AVX2: compare zero-padded copies (padding is equal, so it
@@ -576,16 +604,13 @@ struct Eq64 {
     alignas(32) uint8_t tb[kChunk] = {};
     std::memcpy(ta, a + c, len - c);
     std::memcpy(tb, b + c, len - c);
-    uint64_t m = diff_avx2(ta, tb);
-    add_transitions(transitions(m, carry), c, p);
-    carry = 0;
-    changed += static_cast<size_t>(_mm_popcnt_u64(m));
+    uint64_t e = equal_mask(equal_avx2(ta, tb));
+    add_transitions(transitions(e, carry), c, p);
+    carry = 1;
+    changed += kChunk - static_cast<size_t>(_mm_popcnt_u64(e));
   }
-  return changed + scanned - sum_bytes(equal_counts);
+  return changed + sum_bytes(changed_counts);
 }
-
-// Longest run emit_runs_avx2() moves itself; longer ones amortize a memcpy call.
-constexpr size_t kBlockRun = 1024;
 
 [[FERRY_AVX2, gnu::always_inline]] inline void copy32(uint8_t* d, const uint8_t* s) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), load(s));
@@ -594,23 +619,25 @@ constexpr size_t kBlockRun = 1024;
 // Emits `pairs` runs from the block at `base`, given as (start, end) position pairs at `at`.
 // A run's changed bytes go as ceil(run / 32) 32-byte moves and its header as two 2-byte
 // stores, so the writes reach up to 4 + 31 bytes past the run and the reads 31 bytes past
-// it: runs too close to the end of dst or of the page, and long runs, go through emit().
-// Locals, not Sink fields, as in emit_runs().
-[[FERRY_AVX2]] bool emit_runs_avx2(Sink& o, size_t base, const uint16_t* at, size_t pairs) {
+// it: runs too close to the end of dst or of the page go through emit(). Not inlined: in
+// encode_avx2() the loop's bounds lived on the stack.
+[[FERRY_AVX2, gnu::noinline]] bool emit_runs_avx2(Sink& o, size_t base, const uint16_t* at,
+                                                  size_t pairs) {
   constexpr size_t kSlack = 4 + 31;
+  // Runs that end in the last 31 bytes of the page: only the last few of the last block.
+  const size_t end_limit = o.page_len >= 31 ? o.page_len - 31 : 0;
+  size_t moved = pairs;
+  while (moved != 0 && base + at[2 * moved - 1] > end_limit) --moved;
+  // Locals, not Sink fields, as in emit_runs().
   const uint8_t* page = o.page;
   uint8_t* dst = o.dst;
   size_t size = o.size, last = o.last_end;
-  // size + run <= size_end and end <= end_limit keep the moves inside dst and the page; both
-  // are false when the limit is 0, as run >= 1.
+  // size + run <= size_end keeps the moves inside dst; never true when it is 0, as run >= 1.
   const size_t size_end = o.cap >= kSlack ? o.cap - kSlack : 0;
-  const size_t end_limit = o.page_len >= 31 ? o.page_len - 31 : 0;
-  for (const uint16_t* stop = at + 2 * pairs; at != stop; at += 2) {
+  for (const uint16_t* stop = at + 2 * moved; at != stop; at += 2) {
     size_t start = base + at[0], end = base + at[1];
     size_t zero_run = start - last, run = end - start;
-    if (__builtin_expect(run <= kBlockRun && zero_run < kShortLimit && size + run <= size_end &&
-                             end <= end_limit,
-                         1)) {
+    if (__builtin_expect((zero_run | run) < kShortLimit && size + run <= size_end, 1)) {
       size_t zero_size = 1 + (zero_run >= 0x80);
       size_t head = zero_size + 1 + (run >= 0x80);
       uint8_t* q = dst + size;
@@ -630,6 +657,9 @@ constexpr size_t kBlockRun = 1024;
   }
   o.size = size;
   o.last_end = last;
+  for (const uint16_t* stop = at + 2 * (pairs - moved); at != stop; at += 2) {
+    if (!emit(o, base + at[0], base + at[1])) return false;
+  }
   return true;
 }
 
@@ -685,7 +715,7 @@ long encode_avx512(const uint8_t* old_page, const uint8_t* new_page, size_t len,
   if (len > UINT32_MAX) return kDoesNotFit;
   Sink o(new_page, len, dst, dst_cap);
   OpenRun run;
-  uint64_t carry = 0;
+  uint64_t carry = 1;  // equal-mask carry: no run open at the start of the page
   Positions p;
   for (size_t base = 0; base < len; base += kBlock) {
     size_t n = len - base < kBlock ? len - base : kBlock;
