@@ -628,35 +628,39 @@ constexpr auto kChunkStarts = [] {
   const size_t end_limit = o.page_len >= 31 ? o.page_len - 31 : 0;
   size_t moved = pairs;
   while (moved != 0 && base + at[2 * moved - 1] > end_limit) --moved;
-  // Locals, not Sink fields, as in emit_runs().
-  const uint8_t* page = o.page;
-  uint8_t* dst = o.dst;
-  size_t size = o.size, last = o.last_end;
-  // size + run <= size_end keeps the moves inside dst; never true when it is 0, as run >= 1.
-  const size_t size_end = o.cap >= kSlack ? o.cap - kSlack : 0;
+  // Locals, not Sink fields, as in emit_runs(); positions relative to the block (`last` may
+  // lie before it: the subtraction wraps and comes back), and dst as a pointer.
+  const uint8_t* block = o.page + base;
+  uint8_t* out = o.dst + o.size;
+  size_t last = o.last_end - base;
+  // run <= out_end - out keeps the moves inside dst. Signed: out may already be past out_end
+  // (emit() fills dst up to cap); never true when out_end is dst, as run >= 1.
+  uint8_t* const out_end = o.dst + (o.cap >= kSlack ? o.cap - kSlack : 0);
   for (const uint16_t* stop = at + 2 * moved; at != stop; at += 2) {
-    size_t start = base + at[0], end = base + at[1];
+    size_t start = at[0], end = at[1];
     size_t zero_run = start - last, run = end - start;
-    if (__builtin_expect((zero_run | run) < kShortLimit && size + run <= size_end, 1)) {
-      size_t zero_size = 1 + (zero_run >= 0x80);
-      size_t head = zero_size + 1 + (run >= 0x80);
-      uint8_t* q = dst + size;
-      store16(q, uleb2(zero_run));
-      store16(q + zero_size, uleb2(run));
-      copy32(q + head, page + start);
-      for (size_t k = 32; k < run; k += 32) copy32(q + head + k, page + start + k);
-      size += head + run;
+    if (__builtin_expect(
+            (zero_run | run) < kShortLimit && static_cast<ptrdiff_t>(run) <= out_end - out, 1)) {
+      // Lengths below 2^14: bit 14 of length + 0x3f80 says whether it takes a second byte.
+      size_t zero_more = (zero_run + 0x3f80) >> 14, run_more = (run + 0x3f80) >> 14;
+      store16(out, zero_run + (zero_run & ~size_t{0x7f}) + (zero_more << 7));
+      out += 1 + zero_more;
+      store16(out, run + (run & ~size_t{0x7f}) + (run_more << 7));
+      out += 1 + run_more;
+      copy32(out, block + start);
+      for (size_t k = 32; k < run; k += 32) copy32(out + k, block + start + k);
+      out += run;
       last = end;
     } else {
-      o.size = size;
-      o.last_end = last;
-      if (!emit(o, start, end)) return false;
-      size = o.size;
-      last = o.last_end;
+      o.size = static_cast<size_t>(out - o.dst);
+      o.last_end = base + last;
+      if (!emit(o, base + start, base + end)) return false;
+      out = o.dst + o.size;
+      last = end;
     }
   }
-  o.size = size;
-  o.last_end = last;
+  o.size = static_cast<size_t>(out - o.dst);
+  o.last_end = base + last;
   for (const uint16_t* stop = at + 2 * (pairs - moved); at != stop; at += 2) {
     if (!emit(o, base + at[0], base + at[1])) return false;
   }
