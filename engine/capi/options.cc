@@ -35,7 +35,7 @@ ferry_options defaults() {
   o.xbzrle_cache_bytes = 256u << 20;
   o.lz4 = 0;
   o.auto_converge = 1;
-  o.verify = 0;
+  o.verify = FERRY_VERIFY_OFF;
   o.rdma_placement = 1;
   return o;
 }
@@ -86,7 +86,8 @@ void check_values(const ferry_options& o, Side side, const char* function) {
   check_flag(o.xbzrle, "xbzrle", function);
   check_flag(o.lz4, "lz4", function);
   check_flag(o.auto_converge, "auto_converge", function);
-  check_flag(o.verify, "verify", function);
+  require(o.verify <= FERRY_VERIFY_FULL, function,
+          "options->verify must be FERRY_VERIFY_OFF, FERRY_VERIFY_DIGEST or FERRY_VERIFY_FULL");
   check_flag(o.rdma_placement, "rdma_placement", function);
   require(!o.xbzrle || o.xbzrle_cache_bytes > 0, function,
           "options->xbzrle_cache_bytes must be > 0 with xbzrle");
@@ -113,7 +114,8 @@ Settings read_options(const ferry_options* options, Side side, const char* funct
   m.xbzrle_cache_bytes = static_cast<size_t>(o.xbzrle_cache_bytes);
   m.lz4 = o.lz4 != 0;
   m.auto_converge = o.auto_converge != 0;
-  m.verify = o.verify != 0;
+  m.verify = o.verify != FERRY_VERIFY_OFF;
+  m.verify_full = o.verify == FERRY_VERIFY_FULL;
   m.rdma_placement = o.rdma_placement != 0;
   return s;
 }

@@ -4,7 +4,6 @@
 #include <set>
 
 #include "ferry/dirty_bitmap.h"
-#include "engine/ram/page_hash.h"
 #include "engine/ram/wire_format.h"
 
 namespace ferry::ram {
@@ -35,11 +34,5 @@ void check_blocks(const std::vector<RamBlock>& blocks, const char* side) {
   }
 }
 
-std::vector<uint64_t> block_hashes(const std::vector<RamBlock>& blocks) {
-  std::vector<uint64_t> v;
-  v.reserve(blocks.size());
-  for (const auto& b : blocks) v.push_back(hash64(b.host, b.size));
-  return v;
-}
 
 }  // namespace ferry::ram

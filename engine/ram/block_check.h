@@ -13,7 +13,4 @@ namespace ferry::ram {
 // 512 B..64 MiB, a size that is not a non-zero multiple of the page size or has 2^32+ pages.
 void check_blocks(const std::vector<RamBlock>& blocks, const char* side);
 
-// hash64 of each block's memory, in list order (the --verify check and HASHES).
-std::vector<uint64_t> block_hashes(const std::vector<RamBlock>& blocks);
-
 }  // namespace ferry::ram

@@ -1,7 +1,7 @@
 // After the final SYNC, on channel 0: the device state (DEVICE..., VMDESC), COMPLETE and our
-// CONFIRM, then the optional verification and the source's DONE.
+// CONFIRM (with our digests right behind it when the source verifies), then the source's DONE:
+// from then on the guest may run here.
 #include "engine/device/device_state.h"
-#include "engine/ram/block_check.h"
 #include "engine/ram/destination_session.h"
 #include "engine/ram/page_counts.h"
 
@@ -51,32 +51,43 @@ void DestinationSession::confirm_completion(const ControlLink::Message& complete
     wire::BodyWriter w;
     wire::encode_counts(w, got);
     link_.send(wire::PacketType::kConfirm, w.bytes());
+    // No round trip for the digests: they are ready, and the source is waiting for them.
+    if (digests_) link_.send(wire::PacketType::kHashes, wire::encode_hashes(landed_digests_));
   }
 }
 
-// Two-way: VERIFY asks for our hashes (the source compares). One-way: the stream may hold the
-// source's hashes, which we check ourselves. DONE ends it either way.
+// Two-way: our digests went with CONFIRM, or (verify_full) VERIFY asks for a re-hash now.
+// One-way: the stream may hold the source's digests, which we check ourselves. DONE ends it.
 void DestinationSession::verify_and_hear_done() {
-  auto msg = one_way_ ? link_.recv({wire::PacketType::kHashes, wire::PacketType::kDone}, "source")
-                      : link_.recv({wire::PacketType::kVerify, wire::PacketType::kDone}, "source");
+  const bool full = (hello_.flags & wire::kHelloFlagVerify) != 0 &&
+                    (hello_.flags & wire::kHelloFlagVerifyFull) != 0;
+  using wire::PacketType;
+  auto msg = one_way_ ? link_.recv({PacketType::kHashes, PacketType::kDone}, "source")
+             : full   ? link_.recv({PacketType::kVerify, PacketType::kDone}, "source")
+                      : link_.recv({PacketType::kDone}, "source");
   if (msg.header.type == wire::PacketType::kHashes) {
-    check_recorded_hashes(msg);
+    check_recorded_digests(msg);
     msg = link_.recv({wire::PacketType::kDone}, "source");
   } else if (msg.header.type == wire::PacketType::kVerify) {
-    link_.send(wire::PacketType::kHashes, wire::encode_hashes(block_hashes(m_.blocks)));
+    link_.send(wire::PacketType::kHashes, wire::encode_hashes(destination_digests()));
     msg = link_.recv({wire::PacketType::kDone}, "source");
   }
   check_done(msg);
 }
 
-void DestinationSession::check_recorded_hashes(const ControlLink::Message& hashes) {
+// What the receivers kept, or a full re-hash when the source asked for one (or recorded one).
+std::vector<uint64_t> DestinationSession::destination_digests() {
+  return digests_ ? landed_digests_ : full_block_digests(m_.blocks);
+}
+
+void DestinationSession::check_recorded_digests(const ControlLink::Message& hashes) {
   const std::vector<uint64_t> recorded = wire::decode_hashes(
       hashes.body.data(), hashes.body.size(), 0, hashes.header.packet, m_.blocks.size());
-  const std::vector<uint64_t> mine = block_hashes(m_.blocks);
+  const std::vector<uint64_t> mine = destination_digests();
   for (size_t i = 0; i < mine.size(); ++i) {
     if (mine[i] != recorded[i]) {
       throw MigrationError("verification failed: block '" + m_.blocks[i].name +
-                           "' differs from the source's hash recorded in the stream");
+                           "' differs from the source's digest recorded in the stream");
     }
   }
   st_.verified = true;

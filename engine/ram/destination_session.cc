@@ -53,6 +53,7 @@ void DestinationSession::setup() {
   auto msg = link_.recv({wire::PacketType::kHello}, "source");
   hello_ = wire::decode_hello(msg.body.data(), msg.body.size(), 0, msg.header.packet);
   check_block_list(hello_);
+  st_.verify_requested = (hello_.flags & wire::kHelloFlagVerify) != 0;
   if (!one_way_) answer_hello(hello_);
 }
 
@@ -118,11 +119,15 @@ void DestinationSession::start_receivers() {
     std::lock_guard lock(m_.mu);
     m_.barrier = barrier_.get();
   }
+  const bool keep_digests = (hello_.flags & wire::kHelloFlagVerify) != 0 &&
+                            (hello_.flags & wire::kHelloFlagVerifyFull) == 0;
+  if (keep_digests) digests_ = std::make_unique<DigestTable>(m_.blocks);
   for (uint32_t i = 0; i < n; ++i) {
     receivers_.push_back(std::make_unique<PageReceiver>(
         i, *channels_[i], lim, *barrier_, i == 0 ? link_.recv_packet : 1,
         [&m = m_](const std::string& e) { m.fail(e); }, &written_,
         i == 0 ? link_.send_packet : 1));
+    if (digests_) receivers_.back()->keep_digests(digests_.get(), m_.blocks.size());
   }
 }
 
@@ -135,6 +140,10 @@ void DestinationSession::sum_receiver_counters() {
     st_.placed_pages += c.placed_pages;
   }
   st_.iterations = receivers_[0]->counters().iterations;
+  if (digests_) {
+    landed_digests_.assign(m_.blocks.size(), 0);
+    for (auto& r : receivers_) add_sums(landed_digests_, r->digest_sums());
+  }
 }
 
 DestinationStats DestinationSession::finish() {

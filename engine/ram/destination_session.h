@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/ram/control.h"
+#include "engine/ram/page_digest.h"
 #include "engine/ram/destination_state.h"
 #include "engine/ram/page_receiver.h"
 #include "engine/ram/wire_format.h"
@@ -45,7 +46,8 @@ class DestinationSession {
   void start_receivers();
   void sum_receiver_counters();
   // verification and DONE
-  void check_recorded_hashes(const ControlLink::Message& hashes);
+  std::vector<uint64_t> destination_digests();
+  void check_recorded_digests(const ControlLink::Message& hashes);
   void check_done(const ControlLink::Message& done);
   void forget_channels();
 
@@ -62,6 +64,8 @@ class DestinationSession {
 
   // Declared before the receivers, which point into them.
   std::vector<DirtyBitmap> written_;  // per known_zero block: pages written by this run
+  std::unique_ptr<DigestTable> digests_;  // HELLO asked for verification by digests
+  std::vector<uint64_t> landed_digests_;  // summed over the receivers once they are joined
   std::unique_ptr<SyncBarrier> barrier_;
   std::vector<std::unique_ptr<PageReceiver>> receivers_;
 };

@@ -58,6 +58,19 @@ PageReceiver::PageReceiver(uint32_t index, transport::Channel& channel,
 
 PageReceiver::~PageReceiver() { join(); }
 
+void PageReceiver::keep_digests(DigestTable* table, size_t blocks) {
+  digests_ = table;
+  sums_.assign(blocks, 0);
+}
+
+void PageReceiver::note_landed(uint32_t block, uint32_t page, const uint8_t* bytes) {
+  if (digests_) sums_[block] += digests_->block(block).update(page, bytes);
+}
+
+void PageReceiver::note_zeroed(uint32_t block, uint32_t first, uint32_t count) {
+  if (digests_) sums_[block] += digests_->block(block).clear(first, count);
+}
+
 void PageReceiver::start() {
   thread_ = std::thread([this] { thread_main(); });
 }
@@ -162,6 +175,7 @@ void PageReceiver::handle_data(const wire::Header& h) {
     switch (r.kind) {
       case PageKind::kNormal:
         ++counters_.pages.normal;
+        note_landed(h.block, r.page, page);
         if (r.placed) {
           ++counters_.placed_pages;  // already in place (RDMA WRITE before this packet)
           counters_.wire_bytes += r.length;
@@ -186,6 +200,7 @@ void PageReceiver::handle_data(const wire::Header& h) {
           }
         }
         counters_.pages.zero += r.length;
+        note_zeroed(h.block, r.page, r.length);
         break;
       case PageKind::kXbzrle: {
         const auto res = xbzrle::decode(scratch_.get() + off, r.length, page, ps);
@@ -196,6 +211,7 @@ void PageReceiver::handle_data(const wire::Header& h) {
                          xbzrle::decode_error_string(res.error));
         }
         ++counters_.pages.xbzrle;
+        note_landed(h.block, r.page, page);
         off += r.length;
         payload_at += r.length;
         break;
@@ -208,6 +224,7 @@ void PageReceiver::handle_data(const wire::Header& h) {
                          " of block '" + b.name + "': " + lz4::decode_error_string(err));
         }
         ++counters_.pages.lz4;
+        note_landed(h.block, r.page, page);
         off += r.length;
         payload_at += r.length;
         break;

@@ -18,6 +18,7 @@
 
 #include "ferry/migration.h"
 #include "ferry/dirty_bitmap.h"
+#include "engine/ram/page_digest.h"
 #include "engine/ram/wire_format.h"
 
 namespace ferry::ram {
@@ -60,9 +61,12 @@ class PageReceiver {
                std::function<void(const std::string&)> on_error,
                std::vector<DirtyBitmap>* written = nullptr, uint64_t first_send_packet = 1);
   ~PageReceiver();
+  // Verification: keep every page's digest term as it lands (before start()).
+  void keep_digests(DigestTable* table, size_t blocks);
   void start();
   void join();
   // After join().
+  const DigestSums& digest_sums() const { return sums_; }  // per block
   const ReceiverCounters& counters() const { return counters_; }
   uint64_t next_packet() const { return packet_; }
   uint64_t next_send_packet() const { return send_packet_; }  // after SYNC_ACKs (placement)
@@ -71,6 +75,8 @@ class PageReceiver {
  private:
   void thread_main();
   void handle_data(const wire::Header& h);
+  void note_landed(uint32_t block, uint32_t page, const uint8_t* bytes);
+  void note_zeroed(uint32_t block, uint32_t first, uint32_t count);
 
   const uint32_t index_;
   transport::Channel& ch_;
@@ -84,6 +90,8 @@ class PageReceiver {
   uint32_t iteration_ = 0;
   bool finished_ = false;
   ReceiverCounters counters_;
+  DigestTable* digests_ = nullptr;
+  DigestSums sums_;  // this receiver's share of the destination's digests
   std::unique_ptr<uint8_t[]> records_;
   std::unique_ptr<wire::Record[]> recs_;
   std::unique_ptr<uint8_t[]> scratch_;

@@ -58,6 +58,7 @@ PageSender::PageSender(uint32_t index, transport::Channel& channel, const Sender
       if (budget >= b.page_size) caches_[i].emplace(budget, b.page_size);
     }
   }
+  if (shared_.digests) sums_.assign(shared_.blocks->size(), 0);
   if (cfg.bandwidth_limit_bytes_per_s > 0) {
     rate_ = static_cast<double>(cfg.bandwidth_limit_bytes_per_s) / shared_.channels;
   }
@@ -275,13 +276,25 @@ void PageSender::pace(size_t bytes) {
   shared_.stop_cv->wait_until(lock, due, [&] { return shared_.stop->load(); });
 }
 
+void PageSender::note_page(uint32_t page, const uint8_t* bytes) {
+  if (shared_.digests) sums_[cur_block_] += shared_.digests->block(cur_block_).update(page, bytes);
+}
+
+void PageSender::note_zero_page(uint32_t page) {
+  if (shared_.digests) sums_[cur_block_] += shared_.digests->block(cur_block_).clear(page, 1);
+}
+
 void PageSender::process_batch(const WorkItem& item) {
   const MigrationConfig& cfg = *shared_.config;
   const RamBlock& blk = (*shared_.blocks)[item.block];
   const size_t ps = blk.page_size;
   const auto* base = static_cast<const uint8_t*>(blk.host);
-  xbzrle::PageCache* cache =
-      cfg.xbzrle && caches_[item.block] ? &*caches_[item.block] : nullptr;
+  // As QEMU does, the bulk pass (iteration 0) leaves the cache alone: every page goes once
+  // anyway, and copying each into the cache only slows the pass down. A page that comes back
+  // dirty is cached when it is sent again, and deltas start from its third sending.
+  xbzrle::PageCache* cache = cfg.xbzrle && caches_[item.block] && item.iteration > 0
+                                 ? &*caches_[item.block]
+                                 : nullptr;
   const bool codec = cache || cfg.lz4;
   const size_t xbzrle_cap =
       std::min(ps, static_cast<size_t>(cfg.xbzrle_max_ratio * static_cast<double>(ps)));
@@ -300,6 +313,7 @@ void PageSender::process_batch(const WorkItem& item) {
         if (uint8_t* slot = cache->slot_data(addr)) std::memset(slot, 0, ps);
       }
       ++local_.pages.zero;
+      note_zero_page(page);
       if (nrec_ > 0 && last_.kind == PageKind::kZero && last_.page + last_.length == page) {
         // Extend the run: a 1 GiB hole is a handful of records, not 262144.
         ++last_.length;
@@ -323,8 +337,10 @@ void PageSender::process_batch(const WorkItem& item) {
     }
     if (!codec) {
       // Zero copy: the iovec points into guest RAM. A write racing with the send sends newer
-      // bytes, and that write marked the page dirty, so it is sent again anyway.
+      // bytes, and that write marked the page dirty, so it is sent again anyway (and its term
+      // replaced then).
       add_record(page, static_cast<uint32_t>(ps), PageKind::kNormal);
+      note_page(page, p);
       if (remote_) {
         last_.placed = true;  // RDMA WRITE straight into the destination page
         wire::encode_record(last_, cur_->head.get() + wire::kHeaderSize +
@@ -341,6 +357,7 @@ void PageSender::process_batch(const WorkItem& item) {
     // A stable copy: the delta, the cache update and what we send must all be the same bytes.
     uint8_t* scratch = scratch_.get();
     std::memcpy(scratch, p, ps);
+    note_page(page, scratch);
     uint8_t* out = cur_->owned.get() + owned_used_;
     if (cache) {
       if (const uint8_t* old = cache->lookup(addr, generation_)) {

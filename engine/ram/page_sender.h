@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "codecs/xbzrle_cache.h"
+#include "engine/ram/page_digest.h"
 #include "ferry/migration.h"
 #include "engine/ram/wire_format.h"
 
@@ -44,6 +45,8 @@ struct SenderShared {
   // every page travels in the stream. NORMAL pages are then RDMA-written into place and their
   // records flagged kRecordPlaced; SYNC(n) waits for the destination's SYNC_ACK(n).
   const std::vector<std::vector<transport::RemoteRegion>>* placement = nullptr;
+  // Verification (engine/ram/page_digest.h): every page's term, updated with the bytes sent.
+  DigestTable* digests = nullptr;
 };
 
 struct WorkItem {
@@ -92,6 +95,7 @@ class PageSender {
   SenderCounters counters() const;
   uint64_t next_packet() const { return packet_; }  // after join()
   uint64_t next_recv_packet() const { return recv_packet_; }  // after join(): SYNC_ACKs read
+  const DigestSums& digest_sums() const { return sums_; }     // after join(), per block
 
  private:
   struct PacketBuf {
@@ -116,6 +120,9 @@ class PageSender {
   void add_placed(const uint8_t* p, uint64_t offset, size_t len);
   void flush_placed();
   void pace(size_t bytes);
+  // The digest terms of what was just queued: these bytes (a zero page: none) for this page.
+  void note_page(uint32_t page, const uint8_t* bytes);
+  void note_zero_page(uint32_t page);
 
   const uint32_t index_;
   transport::Channel& ch_;
@@ -157,6 +164,7 @@ class PageSender {
   std::vector<std::optional<xbzrle::PageCache>> caches_;  // per block, when XBZRLE is on
   uint32_t generation_ = 0;
   bool final_pass_ = false;
+  DigestSums sums_;  // per block: this sender's share of the source's digests
 
   // Pacing (bandwidth_limit / channels).
   double rate_ = 0;

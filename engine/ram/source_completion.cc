@@ -1,7 +1,8 @@
 // After the final pass, on channel 0 with the guest stopped: the device state, COMPLETE and
-// the destination's CONFIRM (the downtime ends there), then the optional verification and DONE.
+// the destination's CONFIRM (the downtime ends there), then the optional verification and DONE
+// (the blackout ends there: the destination may run the guest once it has DONE).
 #include "engine/device/device_state.h"
-#include "engine/ram/block_check.h"
+#include "engine/ram/page_digest.h"
 #include "engine/ram/page_counts.h"
 #include "engine/ram/source_session.h"
 
@@ -56,48 +57,49 @@ void SourceSession::check_confirm(const ControlLink::Message& confirm) const {
   }
 }
 
-// After the downtime clock, both sides hash at once; DONE carries the result (wire_format.h).
+// Digests (page_digest.h): the destination sends its own right after CONFIRM, or, for
+// verify_full, when VERIFY asks, re-hashing its memory while we re-hash ours. DONE carries the
+// result (wire_format.h); a one-way stream records ours for its reader instead.
 void SourceSession::verify_and_say_done() {
   uint8_t result = 0;
   std::string verify_error;
-  if (m_.cfg.verify && one_way_) {
-    record_hashes_in_stream();
-  } else if (m_.cfg.verify) {
-    verify_error = compare_hashes_with_destination();
-    result = verify_error.empty() ? 1 : 2;
-    st_.verified = result == 1;
+  if (m_.cfg.verify) {
+    const auto start = Clock::now();
+    if (one_way_) {
+      link_.send(wire::PacketType::kHashes, wire::encode_hashes(source_digests()));
+    } else {
+      if (m_.cfg.verify_full) link_.send(wire::PacketType::kVerify, {});
+      const std::vector<uint64_t> mine = source_digests();
+      verify_error = compare_digests(mine, link_.recv({wire::PacketType::kHashes}, "destination"));
+      result = verify_error.empty() ? 1 : 2;
+      st_.verified = result == 1;
+    }
+    st_.verify_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   }
   wire::BodyWriter w;
   w.u8(result);
   w.str(verify_error);
   link_.send(wire::PacketType::kDone, w.bytes());
+  st_.blackout_seconds = std::chrono::duration<double>(Clock::now() - t_stop_).count();
   if (!verify_error.empty()) throw MigrationError(verify_error);
 }
 
-// The reader of the stream checks what it loaded against these (it may be years later).
-void SourceSession::record_hashes_in_stream() {
-  const auto start = Clock::now();
-  link_.send(wire::PacketType::kHashes, wire::encode_hashes(block_hashes(m_.blocks)));
-  st_.verify_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+std::vector<uint64_t> SourceSession::source_digests() {
+  return m_.cfg.verify_full ? full_block_digests(m_.blocks) : sent_digests_;
 }
 
-// VERIFY, then our hashes while the destination computes its own; "" when they are equal.
-std::string SourceSession::compare_hashes_with_destination() {
-  const auto start = Clock::now();
-  link_.send(wire::PacketType::kVerify, {});
-  const std::vector<uint64_t> mine = block_hashes(m_.blocks);
-  auto msg = link_.recv({wire::PacketType::kHashes}, "destination");
+// "" when the destination's digests equal ours.
+std::string SourceSession::compare_digests(const std::vector<uint64_t>& mine,
+                                           const ControlLink::Message& msg) const {
   const std::vector<uint64_t> theirs = wire::decode_hashes(
       msg.body.data(), msg.body.size(), 0, msg.header.packet, m_.blocks.size());
-  std::string verify_error;
-  for (size_t i = 0; i < theirs.size() && verify_error.empty(); ++i) {
+  for (size_t i = 0; i < theirs.size(); ++i) {
     if (theirs[i] != mine[i]) {
-      verify_error = "verification failed: block '" + m_.blocks[i].name +
-                     "' differs between source and destination";
+      return "verification failed: block '" + m_.blocks[i].name +
+             "' differs between source and destination";
     }
   }
-  st_.verify_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  return verify_error;
+  return "";
 }
 
 }  // namespace ferry::ram

@@ -34,9 +34,13 @@ uint32_t SourceSession::iterate() {
   }
 }
 
-// The remaining dirty bytes at this pass's throughput (capped by the bandwidth limit).
-void SourceSession::estimate_downtime(IterationStats& is) const {
-  double bw = is.throughput_bytes_per_s;
+// The remaining dirty bytes at the link's demonstrated rate (capped by the bandwidth limit):
+// the best wire throughput of any pass so far. A pass of mostly zero pages puts few bytes on
+// the wire for its time, so its own rate says little about what the next pages cost, and
+// estimating with it kept such a migration iterating for nothing.
+void SourceSession::estimate_downtime(IterationStats& is) {
+  best_throughput_ = std::max(best_throughput_, is.throughput_bytes_per_s);
+  double bw = best_throughput_;
   if (m_.cfg.bandwidth_limit_bytes_per_s > 0 && bw > 0) {
     bw = std::min(bw, static_cast<double>(m_.cfg.bandwidth_limit_bytes_per_s));
   }
@@ -101,6 +105,10 @@ void SourceSession::take_back_control_channel() {
   link_.recv_packet = m_.senders[0]->next_recv_packet();  // after SYNC_ACKs (placement)
   sent_ = m_.sum_counters();
   st_.placed_pages = sent_.placed_pages;
+  if (digests_) {
+    sent_digests_.assign(m_.blocks.size(), 0);
+    for (auto& s : m_.senders) add_sums(sent_digests_, s->digest_sums());
+  }
 }
 
 // One pass over the dirty bitmaps: every set bit goes, as a page index, to the sender that

@@ -72,6 +72,7 @@ wire::Hello SourceSession::make_hello() const {
   hello.batch_pages = static_cast<uint32_t>(m_.cfg.batch_pages);
   hello.owned_payload_cap = static_cast<uint32_t>(owned_payload_cap_);
   hello.flags = m_.cfg.verify ? wire::kHelloFlagVerify : 0;
+  if (m_.cfg.verify && m_.cfg.verify_full) hello.flags |= wire::kHelloFlagVerifyFull;
   for (const auto& b : m_.blocks) hello.blocks.push_back({b.name, b.size, b.page_size});
   return hello;
 }
@@ -98,6 +99,10 @@ void SourceSession::start_senders() {
   shared.stop_mu = &m_.stop_mu;
   shared.stop_cv = &m_.stop_cv;
   if (!placement_.remote.empty()) shared.placement = &placement_.remote;
+  if (m_.cfg.verify && !m_.cfg.verify_full) {
+    digests_ = std::make_unique<DigestTable>(m_.blocks);
+    shared.digests = digests_.get();
+  }
   {
     std::lock_guard lock(m_.mu);
     for (uint32_t i = 0; i < n; ++i) {

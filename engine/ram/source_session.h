@@ -7,10 +7,12 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/ram/control.h"
+#include "engine/ram/page_digest.h"
 #include "engine/ram/page_sender.h"
 #include "engine/ram/placement.h"
 #include "engine/ram/source_state.h"
@@ -50,7 +52,7 @@ class SourceSession {
   void hand_out_block(uint32_t block, uint32_t iteration, bool final_pass);
   WorkItem* start_batch(uint32_t sender, uint32_t block, uint32_t iteration, bool final_pass);
   void sync_senders(uint32_t iteration, bool final_pass);
-  void estimate_downtime(IterationStats& is) const;
+  void estimate_downtime(IterationStats& is);
   const char* convergence(uint32_t iteration, const IterationStats& is) const;
   void throttle_if_falling_behind(uint32_t iteration, IterationStats& is);
   void report(const IterationStats& is);
@@ -58,8 +60,9 @@ class SourceSession {
   void take_back_control_channel();
   // completion
   void check_confirm(const ControlLink::Message& confirm) const;
-  void record_hashes_in_stream();
-  std::string compare_hashes_with_destination();
+  std::vector<uint64_t> source_digests();
+  std::string compare_digests(const std::vector<uint64_t>& mine,
+                              const ControlLink::Message& theirs) const;
   // finish / rollback
   void record_sender_counters(const SenderCounters& c);
   void close_channels_after_abort() noexcept;
@@ -74,6 +77,8 @@ class SourceSession {
   size_t owned_payload_cap_ = 0;
   SourcePlacement placement_;  // the senders point into it until they are destroyed
   SenderCounters sent_;        // every page sent, once the senders are joined
+  std::unique_ptr<DigestTable> digests_;  // with verify: the senders keep it up to date
+  std::vector<uint64_t> sent_digests_;    // summed over the senders once they are joined
 
   // Scanner scratch for one pass: the pages taken from a bitmap, and per sender the batch
   // being filled.
@@ -82,9 +87,10 @@ class SourceSession {
 
   // What rollback() must undo.
   uint32_t throttle_ = 0;  // percent asked of hooks.throttle
+  double best_throughput_ = 0;  // bytes/s: the best pass so far (estimate_downtime)
   bool guest_stopped_ = false;
 
-  Clock::time_point t_stop_;  // stop_guest: the downtime starts
+  Clock::time_point t_stop_;  // stop_guest: the downtime and the blackout start
 };
 
 }  // namespace ferry::ram

@@ -18,6 +18,10 @@ std::string to_json(const MigrationStats& s) {
   j["status"] = s.status;
   if (!s.error.empty()) j["error-desc"] = s.error;
   j["total-time"] = ms(s.total_seconds);
+  // blackout: stop_guest .. the destination may run the guest, everything included;
+  // downtime: the same minus the verification at the end (MigrationStats).
+  j["blackout"] = ms(s.blackout_seconds);
+  j["blackout-us"] = static_cast<int64_t>(s.blackout_seconds * 1e6 + 0.5);
   j["downtime"] = ms(s.downtime_seconds);
   j["setup-time"] = ms(s.setup_seconds);
   j["verify-time"] = ms(s.verify_seconds);

@@ -49,8 +49,12 @@
 //                       the channels instead, as no thread is free to write channel 0 then)
 //   COMPLETE  src->dst  PageCounts sent (4 x u64) after the final SYNC
 //   CONFIRM   dst->src  PageCounts received (4 x u64)
-//   VERIFY    src->dst  empty: destination, hash your blocks
-//   HASHES    dst->src  u32 nblocks, nblocks x u64 hash (src->dst in one-way streams, below)
+//   HASHES    dst->src  u32 nblocks, nblocks x u64 digest (engine/ram/page_digest.h: the sum of
+//                       the page terms of each block). With kHelloFlagVerify, sent right after
+//                       CONFIRM: the digests the receivers kept as pages landed. With
+//                       kHelloFlagVerifyFull too, sent only when VERIFY asks, digests of a full
+//                       re-hash of the blocks. (src->dst in one-way streams, below.)
+//   VERIFY    src->dst  empty, kHelloFlagVerifyFull only: re-hash your blocks now
 //   DEVICE    src->dst  (guest stopped, after the final SYNC, before COMPLETE; only when
 //                       devices are registered) one device section, byte for byte as QEMU's
 //                       savevm.c writes it (big-endian, unlike the other bodies): u8 0x04
@@ -62,14 +66,16 @@
 //                       every device (engine/vmstate/vmdesc_json.h). The destination loads the
 //                       devices (post_load hooks) before it answers COMPLETE; a refusal is an
 //                       ERROR in place of CONFIRM.
-//   DONE      src->dst  u8 result (0 = completed, not verified; 1 = completed, hashes equal;
-//                       2 = failed: hashes differ), string message (why, for 2)
+//   DONE      src->dst  u8 result (0 = completed, not verified; 1 = completed, digests equal;
+//                       2 = failed: digests differ), string message (why, for 2). The
+//                       destination may run the guest once it has DONE with result 0 or 1.
 //
 // One-way streams (a stream file, transport::kOneWay: `ferry send --connect file:PATH`): the
 // same packets in the same order, minus every dst->src one. The source waits for no
 // HELLO_ACK, CONFIRM or HASHES (stream placement only); with verify it writes HASHES src->dst
-// (u32 nblocks, nblocks x u64 hash of its blocks after the final pass) before DONE, and the
-// reader checks what it loaded against them. DONE's result is then 0. A reader sends nothing.
+// (u32 nblocks, nblocks x u64 digest of what it sent, or of a full re-hash with
+// kHelloFlagVerifyFull; the two are equal when nothing went wrong) before DONE, and the reader
+// checks what it loaded against them. DONE's result is then 0. A reader sends nothing.
 //
 // Every decode function checks each field against what the receiver owns before anything is
 // used, and throws MigrationError "channel C, packet P, offset O: what is wrong".
@@ -88,7 +94,8 @@
 namespace ferry::wire {
 
 inline constexpr uint32_t kMagic = 0x50595246;  // "FRYP" in memory order
-inline constexpr uint8_t kWireVersion = 1;
+// 2: HASHES carry page digests (XXH3 page terms), sent unprompted after CONFIRM.
+inline constexpr uint8_t kWireVersion = 2;
 inline constexpr size_t kHeaderSize = 40;
 inline constexpr size_t kRecordSize = 12;
 // Bounds a receiver holds the sender to.
@@ -116,9 +123,11 @@ enum class PacketType : uint8_t {
 const char* type_name(PacketType t);
 
 inline constexpr uint16_t kFlagFinal = 1;       // SYNC: the last one; no DATA follows
-inline constexpr uint32_t kHelloFlagVerify = 1;  // HELLO: a VERIFY will follow COMPLETE
+inline constexpr uint32_t kHelloFlagVerify = 1;  // HELLO: HASHES follow CONFIRM (digests)
 // HELLO: every source channel can RDMA-write; advertise your blocks in HELLO_ACK.
 inline constexpr uint32_t kHelloFlagRdmaPlacement = 2;
+// HELLO, with kHelloFlagVerify: VERIFY asks for a full re-hash instead of the kept digests.
+inline constexpr uint32_t kHelloFlagVerifyFull = 4;
 inline constexpr uint8_t kRecordPlaced = 1;  // record flags (byte 9)
 
 struct Header {
@@ -252,7 +261,7 @@ std::vector<std::vector<transport::RemoteRegion>> validate_placement(
 void encode_counts(BodyWriter& w, const PageCounts& c);
 PageCounts decode_counts(BodyReader& r);
 
-// HASHES body: u32 nblocks, nblocks x u64 (hash64 of each block). decode_hashes refuses a count
+// HASHES body: u32 nblocks, nblocks x u64 (the digest of each block). decode_hashes refuses a count
 // other than `expected_blocks` ("HASHES for N blocks, <expected_what> M").
 std::vector<uint8_t> encode_hashes(const std::vector<uint64_t>& hashes);
 std::vector<uint64_t> decode_hashes(const uint8_t* body, size_t n, uint32_t channel,

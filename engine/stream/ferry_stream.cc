@@ -11,7 +11,7 @@
 #include "codecs/lz4_page.h"
 #include "codecs/xbzrle.h"
 #include "ferry/migration.h"
-#include "engine/ram/page_hash.h"
+#include "engine/ram/page_digest.h"
 #include "engine/ram/wire_format.h"
 #include "engine/stream/byte_reader.h"
 #include "engine/stream/vmdesc.h"
@@ -774,12 +774,13 @@ class FerryReader {
     f().hashes_match = true;
     for (size_t i = 0; i < image_.size(); ++i) {
       const auto bytes = image_[i]->bytes();
-      f().image_hashes.push_back(hash64(bytes.data(), bytes.size()));
+      f().image_hashes.push_back(
+          ram::full_digest(bytes.data(), bytes.size(), f().blocks[i].page_size));
       if (f().image_hashes[i] != hashes[i] && f().hashes_match) {
         f().hashes_match = false;
         hash_error_.emplace(0, p.body_offset() + 4 + 8 * i,
                             where(c, p) + ": verification failed: block '" + image_[i]->name() +
-                                "' of the reconstructed RAM hashes to " +
+                                "' of the reconstructed RAM has the digest " +
                                 hex64(f().image_hashes[i]) + ", the stream recorded " +
                                 hex64(hashes[i]) +
                                 " (page bytes carry no checksum of their own: some are damaged)");

@@ -9,7 +9,7 @@
 // one. After the final SYNC, channel 0 carries DEVICE sections (QEMU's SECTION_FULL bytes,
 // decoded with the VMDESC packet's JSON into StreamInfo::state, as for a QEMU stream),
 // COMPLETE (its page counts must match the records), HASHES when written with verify (checked
-// against the reconstructed RAM with the engine's hash64) and DONE, then the end of the file.
+// against the reconstructed RAM with the engine's page digests, engine/ram/page_digest.h) and DONE, then the end of the file.
 //
 // The packet decoding (header, HELLO, DATA records, bodies, checksums) is the engine's own
 // (wire_format.h), so the dump and the destination accept exactly the same bytes. Its errors

@@ -106,7 +106,7 @@ struct FerryStreamInfo {
   PageCounts complete_counts;
   bool hashes = false;             // HASHES read
   std::vector<uint64_t> recorded_hashes;  // per block, from HASHES
-  std::vector<uint64_t> image_hashes;     // per block, of the reconstructed RAM (engine hash64)
+  std::vector<uint64_t> image_hashes;     // per block, of the reconstructed RAM (page_digest.h)
   bool hashes_match = false;
   bool done = false;
   uint8_t done_result = 0;

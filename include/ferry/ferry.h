@@ -80,6 +80,15 @@ FERRY_API void ferry_free(void* p);
 /* Fill with ferry_options_init() first, then change what you need. struct_size lets later
  * versions add fields at the end: the library reads only what the caller's struct has. Flags are
  * 0 (off) or 1 (on). */
+/* ferry_options.verify. DIGEST: both sides keep a digest of every page as it is sent and as it
+ * lands, compared per block at completion (one round trip, no pass over memory); it catches
+ * pages lost, damaged or misplaced on the way. FULL: both sides re-hash all RAM after the final
+ * pass instead, which also catches pages the dirty tracking missed, at the cost of a pass over
+ * memory inside the blackout. */
+#define FERRY_VERIFY_OFF 0u
+#define FERRY_VERIFY_DIGEST 1u
+#define FERRY_VERIFY_FULL 2u
+
 typedef struct ferry_options {
   uint32_t struct_size;            /* sizeof(ferry_options), set by ferry_options_init */
   /* Transport */
@@ -99,7 +108,7 @@ typedef struct ferry_options {
   uint64_t xbzrle_cache_bytes;     /* (256 MiB) */
   uint32_t lz4;                    /* LZ4 for pages XBZRLE does not take (0) */
   uint32_t auto_converge;          /* call hooks.throttle while not converging (1) */
-  uint32_t verify;                 /* per-block hashes checked at completion (0) */
+  uint32_t verify;                 /* FERRY_VERIFY_* (FERRY_VERIFY_OFF) */
   uint32_t rdma_placement;         /* RDMA WRITE into destination pages on rdma: (1) */
 } ferry_options;
 
@@ -253,7 +262,7 @@ typedef struct ferry_progress {
 FERRY_API ferry_status ferry_source_progress(ferry_source* source, ferry_progress* out);
 
 /* The statistics of the last run (also after a failure) as a JSON object like QEMU's
- * query-migrate: status, total-time, downtime, ram, iterations[...]. Before run, status is
+ * query-migrate: status, total-time, blackout, downtime, ram, iterations[...]. Before run, status is
  * "none". Release with ferry_free. */
 FERRY_API ferry_status ferry_source_stats_json(ferry_source* source, char** json);
 

@@ -81,7 +81,7 @@ struct IterationStats {
   double throughput_bytes_per_s = 0;   // wire_bytes / seconds
   double dirty_rate_pages_per_s = 0;   // pages dirtied per second during this iteration
   uint64_t remaining_dirty_pages = 0;  // found by the sync after this iteration
-  double expected_downtime_s = 0;      // remaining bytes / measured bandwidth
+  double expected_downtime_s = 0;      // remaining bytes / best throughput of any pass so far
   uint32_t throttle_percent = 0;       // auto-converge throttle asked for after it
 };
 
@@ -93,8 +93,13 @@ struct MigrationStats {
   uint32_t channels = 0;
   double setup_seconds = 0;
   double total_seconds = 0;
-  double downtime_seconds = 0;     // stop_guest .. destination confirmed every page
-  double verify_seconds = 0;       // hashing for --verify, outside the downtime
+  // What the guest waits: stop_guest .. the destination may run it (every page and device in
+  // place, verification done, DONE sent). The figure to compare with other migrations.
+  double blackout_seconds = 0;
+  // stop_guest .. the destination confirmed every page and loaded every device: the blackout
+  // minus the verification at the end (the two differ much only with verify_full).
+  double downtime_seconds = 0;
+  double verify_seconds = 0;       // comparing digests (or the full re-hash): in the blackout
   uint64_t ram_bytes = 0;          // registered RAM
   uint64_t wire_bytes = 0;
   uint32_t devices = 0;            // device sections sent (set_devices)
@@ -104,9 +109,9 @@ struct MigrationStats {
   uint64_t xbzrle_cache_misses = 0;
   uint64_t xbzrle_overflows = 0;   // delta did not fit the threshold: sent otherwise
   uint64_t xbzrle_bytes = 0;
-  bool verified = false;           // per-block hashes compared equal
+  bool verified = false;           // per-block digests compared equal
   // The channels were one-way (a stream file, transport::kOneWay): nobody confirmed anything;
-  // with verify the hashes went into the stream for its reader to check.
+  // with verify the digests went into the stream for its reader to check.
   bool one_way = false;
   // How NORMAL pages reached the destination: "rdma-write" (RDMA WRITE into the destination's
   // registered blocks, records only in the stream), or "stream" with the reason in parentheses.
@@ -141,7 +146,14 @@ struct MigrationConfig {
   uint32_t max_iterations = 30;            // then stop the guest anyway
   uint64_t bandwidth_limit_bytes_per_s = 0;  // 0 = unlimited
   bool auto_converge = true;               // ask the caller to throttle (hooks.throttle)
-  bool verify = false;                     // per-block hash check in the completion handshake
+  // Per-block digest check in the completion handshake (engine/ram/page_digest.h): both sides
+  // keep a digest of every page as it is sent and as it lands, so the check costs one round
+  // trip of 8 bytes per block, no pass over memory. It catches pages lost, damaged or misplaced
+  // on the way, not pages the dirty tracking failed to report.
+  bool verify = false;
+  // With verify: instead, both sides re-hash all their RAM after the final pass. Also catches
+  // missed dirty pages, at the cost of a pass over memory inside the blackout.
+  bool verify_full = false;
   size_t batch_pages = 128;                // pages per packet / scanner batch
   // When every channel can RDMA-write (rdma:), NORMAL pages go by RDMA WRITE straight into the
   // destination's pages if it advertises its blocks (MigrationStats::placement says which).
@@ -200,6 +212,7 @@ struct DestinationStats {
   uint64_t zero_pages_skipped = 0;  // ZERO records for pages already zero: not written
   uint64_t placed_pages = 0;        // NORMAL pages the source RDMA-wrote into place
   uint32_t iterations = 0;
+  bool verify_requested = false;  // the source asked for verification (MigrationConfig::verify)
   bool verified = false;
   double seconds = 0;
   uint32_t devices = 0;  // device sections loaded

@@ -9,7 +9,7 @@
 #include <tuple>
 
 #include "ferry/migration.h"
-#include "engine/ram/page_hash.h"
+#include "engine/ram/page_digest.h"
 #include "tests/engine/migration_test_util.h"
 #include "transports/rdma/rdma_transport.h"
 
@@ -683,17 +683,35 @@ TEST(EngineMigration, ProgressReadableDuringRun) {
   EXPECT_GT(seen.elapsed_seconds, 0);
 }
 
-TEST(EngineHash, StableAndSensitive) {
-  std::vector<uint8_t> a(1 << 16);
-  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<uint8_t>(i * 7);
-  const uint64_t h = hash64(a.data(), a.size());
-  EXPECT_EQ(h, hash64(a.data(), a.size()));
-  for (size_t at : {size_t{0}, size_t{31}, size_t{32}, a.size() - 1}) {
-    a[at] ^= 1;
-    EXPECT_NE(h, hash64(a.data(), a.size())) << at;
-    a[at] ^= 1;
+// The digest of a block is the sum of its page terms: zero pages count 0, a changed byte or a
+// page moved to another index changes it, and replacing one page's term as update() does gives
+// the same sum as hashing the whole block again.
+TEST(EngineDigest, TermsSumToTheFullDigest) {
+  constexpr size_t kPage = 4096, kPages = 16;
+  std::vector<uint8_t> mem(kPage * kPages, 0);
+  for (size_t i = kPage; i < 3 * kPage; ++i) mem[i] = static_cast<uint8_t>(i * 7 + 1);
+  ram::PageTerms terms(kPages, kPage);
+  uint64_t sum = 0;
+  for (uint32_t p = 0; p < kPages; ++p) sum += terms.update(p, mem.data() + p * kPage);
+  const uint64_t full = ram::full_digest(mem.data(), mem.size(), kPage);
+  EXPECT_EQ(sum, full);
+  EXPECT_EQ(ram::page_term(mem.data(), kPage, 0), 0u);  // a zero page adds nothing
+  EXPECT_NE(ram::page_term(mem.data() + kPage, kPage, 1), 0u);
+
+  for (size_t at : {kPage, kPage + 31, 3 * kPage - 1}) {
+    mem[at] ^= 1;
+    EXPECT_NE(ram::full_digest(mem.data(), mem.size(), kPage), full) << at;
+    mem[at] ^= 1;
   }
-  EXPECT_NE(hash64(a.data(), 100), hash64(a.data(), 101));
+  // The same bytes at another index give another term.
+  EXPECT_NE(ram::page_term(mem.data() + kPage, kPage, 1), ram::page_term(mem.data() + kPage, kPage, 2));
+
+  // Page 2 rewritten, then page 1 zeroed: the running sum follows the memory.
+  mem[2 * kPage + 5] ^= 0x40;
+  sum += terms.update(2, mem.data() + 2 * kPage);
+  std::fill(mem.begin() + kPage, mem.begin() + 2 * kPage, 0);
+  sum += terms.clear(1, 1);
+  EXPECT_EQ(sum, ram::full_digest(mem.data(), mem.size(), kPage));
 }
 
 }  // namespace

@@ -10,7 +10,6 @@
 #include <thread>
 
 #include "ferry/migration.h"
-#include "engine/ram/page_hash.h"
 #include "tests/engine/migration_test_util.h"
 #include "transports/file/file_transport.h"
 

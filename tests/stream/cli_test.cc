@@ -168,7 +168,7 @@ TEST(FerryDumpCli, FerryStreamSummary) {
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_THAT(r.out, StartsWith("file:      " + s.path.string() + " ("));
-  EXPECT_THAT(r.out, HasSubstr("format:    ferry stream file, wire version 1, handshake version 1\n"));
+  EXPECT_THAT(r.out, HasSubstr("format:    ferry stream file, wire version 2, handshake version 1\n"));
   EXPECT_THAT(r.out, HasSubstr(", 2 channels, batches of up to 128 pages, flags: verify\n"));
   EXPECT_THAT(r.out, HasSubstr(s.path.string() + ".1 "));
   EXPECT_THAT(r.out, HasSubstr("RAM blocks: 1, 8388608 bytes\n"));

@@ -272,7 +272,7 @@ TEST_P(FerryStreamRead, CountsAndImageMatchTheEngine) {
   EXPECT_EQ(f.hashes, spec.verify);
   EXPECT_EQ(f.hashes_match, spec.verify);
   const std::string s = summary(w.path, info);
-  EXPECT_THAT(s, HasSubstr("format:    ferry stream file, wire version 1"));
+  EXPECT_THAT(s, HasSubstr("format:    ferry stream file, wire version 2"));
   EXPECT_THAT(s, HasSubstr(std::to_string(spec.channels) +
                            (spec.channels == 1 ? " channel," : " channels,")));
   char line[128];
@@ -518,7 +518,7 @@ TEST_F(FerryStreamDamage, FlippedPageBytesFailTheRecordedHashes) {
   ASSERT_TRUE(info.error);
   EXPECT_THAT(info.error->message, HasSubstr("(HASHES at 0x"));
   EXPECT_THAT(info.error->message, HasSubstr("verification failed: block 'ram0' of the "
-                                             "reconstructed RAM hashes to"));
+                                             "reconstructed RAM has the digest"));
   EXPECT_EQ(info.error->file, "");  // HASHES is on channel 0
   EXPECT_FALSE(info.ferry->hashes_match);
   EXPECT_TRUE(info.ferry->done);  // the whole stream was read

@@ -12,6 +12,9 @@
 #include <thread>
 #include <vector>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 namespace ferry::cli {
 namespace {
 
@@ -54,24 +57,9 @@ void parallel_for(size_t n, unsigned threads, Fn fn) {
   for (auto& th : pool) th.join();
 }
 
-uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
-// 4 independent multiply-rotate lanes over 32-byte stripes, folded at the end.
+// XXH3 (libxxhash, inlined): the image check runs at memory bandwidth.
 uint64_t hash_range(const uint8_t* p, size_t len, uint64_t seed) {
-  constexpr uint64_t k1 = 0x9E3779B185EBCA87ull, k2 = 0xC2B2AE3D27D4EB4Full;
-  uint64_t a = seed + k1, b = seed + k2, c = seed ^ k1, d = seed ^ k2;
-  size_t i = 0;
-  for (; i + 32 <= len; i += 32) {
-    uint64_t w[4];
-    std::memcpy(w, p + i, 32);
-    a = rotl(a + w[0] * k2, 31) * k1;
-    b = rotl(b + w[1] * k2, 31) * k1;
-    c = rotl(c + w[2] * k2, 31) * k1;
-    d = rotl(d + w[3] * k2, 31) * k1;
-  }
-  uint64_t h = rotl(a, 1) + rotl(b, 7) + rotl(c, 12) + rotl(d, 18);
-  for (; i < len; ++i) h = (h ^ p[i]) * k1;
-  return mix64(h ^ len);
+  return XXH3_64bits_withSeed(p, len, seed);
 }
 
 }  // namespace

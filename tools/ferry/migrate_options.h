@@ -33,6 +33,7 @@ struct MigrateOptions {
   std::string bandwidth_text = "0";
   bool auto_converge = true;
   std::string dirty_tracking = "auto";  // auto | uffd-wp | explicit
+  std::string verify = "digest";        // digest | full | off (MigrationConfig::verify*)
   double connect_timeout_s = 10;
   double accept_timeout_s = 60;
   // Output.

@@ -76,8 +76,14 @@ void print_summary(std::ostream& out, const MigrationStats& s) {
   out << "status:        " << s.status << (s.error.empty() ? "" : " (" + s.error + ")") << "\n";
   out << "total time:    " << fmt("%.3f s", s.total_seconds) << "\n";
   out << "setup:         " << fmt("%.1f ms", s.setup_seconds * 1e3) << "\n";
-  out << "downtime:      " << fmt("%.1f ms", s.downtime_seconds * 1e3) << "\n";
-  if (s.verify_seconds > 0) out << "verify:        " << fmt("%.1f ms", s.verify_seconds * 1e3) << "\n";
+  // The blackout is what the guest waits; downtime and verify are its parts.
+  out << "blackout:      " << fmt("%.1f ms", s.blackout_seconds * 1e3)
+      << "  (guest stopped .. destination may run it)\n";
+  out << "downtime:      " << fmt("%.1f ms", s.downtime_seconds * 1e3)
+      << "  (.. every page and device in place)\n";
+  if (s.verify_seconds > 0) {
+    out << "verify:        " << fmt("%.1f ms", s.verify_seconds * 1e3) << "  (in the blackout)\n";
+  }
   out << "RAM:           " << format_size(s.ram_bytes) << " (" << fmt("%.1f", ram_rate)
       << " MiB/s of RAM moved)\n";
   out << "transferred:   " << fmt("%.1f MiB", mib) << " on " << s.channels << " channel(s), "

@@ -297,9 +297,9 @@ bool write_outputs(const MigrateOptions& o, const SendOutcome& s, std::ostream& 
   }
   if (!o.report_file.empty()) {
     char title[200];
-    std::snprintf(title, sizeof title, "ferry: %s, %u channel(s), %s, downtime %.1f ms",
+    std::snprintf(title, sizeof title, "ferry: %s, %u channel(s), %s, blackout %.1f ms",
                   format_size(s.stats.ram_bytes ? s.stats.ram_bytes : o.size).c_str(), o.channels,
-                  s.stats.status.c_str(), s.stats.downtime_seconds * 1e3);
+                  s.stats.status.c_str(), s.stats.blackout_seconds * 1e3);
     std::ofstream f(o.report_file);
     f << render_svg(s.stats.iterations, title);
     f.close();
