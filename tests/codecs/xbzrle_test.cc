@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "codecs/cpu_features.h"
 #include "codecs/xbzrle.h"
 
 namespace ferry::xbzrle {
@@ -370,6 +372,27 @@ TEST(Xbzrle, DispatchedEncodeMatchesScalar) {
   EXPECT_TRUE(std::equal(d1.begin(), d1.begin() + r1, d2.begin()));
   EXPECT_TRUE(variant_available(best_variant()));
   EXPECT_TRUE(variant_available(Variant::kScalar));
+}
+
+// encode() never uses a variant above the FERRY_SIMD cap. ctest also runs this test with
+// FERRY_SIMD=scalar (tests/codecs/CMakeLists.txt), where encode() must be the scalar encoder.
+TEST(Xbzrle, DispatchStaysUnderTheSimdCap) {
+  SimdLevel level = dispatch_level();
+  Variant best = best_variant();
+  SCOPED_TRACE(std::string("dispatch level ") + simd_level_name(level) + ", encode() uses " +
+               variant_name(best));
+  EXPECT_TRUE(variant_available(best));
+  if (level < SimdLevel::kAvx512) {
+    EXPECT_NE(best, Variant::kAvx512);
+  }
+  if (level < SimdLevel::kAvx2) {
+    EXPECT_EQ(best, Variant::kScalar);
+  }
+  const char* cap = std::getenv("FERRY_SIMD");
+  if (cap != nullptr && std::string(cap) == "scalar") {
+    EXPECT_EQ(level, SimdLevel::kScalar);
+    EXPECT_EQ(best, Variant::kScalar);
+  }
 }
 
 // Decoding malformed deltas: the right error, the right offset, and the page untouched.
