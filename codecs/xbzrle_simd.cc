@@ -9,7 +9,9 @@
 //
 // AVX-512 goes further on sparse pages (see its section): chunks without a transition are
 // skipped through a summary word, and with VBMI2 both the flattening and the emission of short
-// runs are done by byte/word compression instead of one bit or one run at a time.
+// runs are done by byte/word compression instead of one bit or one run at a time. AVX2 goes
+// further on dense pages (see its section): whole-line runs flattened by table, runs moved in
+// 32-byte blocks, and a page whose delta cannot fit refused before anything is emitted.
 //
 // Only the functions that use intrinsics carry target attributes (not -m flags for the file, so
 // no inline function from a header can be compiled for AVX here and picked by the linker for
@@ -27,7 +29,6 @@ namespace {
 
 constexpr size_t kChunk = 64;
 constexpr size_t kBlock = 4096;  // bytes per flattened block: positions fit in uint16_t
-constexpr uint64_t kTopBit = uint64_t{1} << 63;
 constexpr size_t kShortLimit = size_t{1} << 14;  // lengths that take at most 2 ULEB128 bytes
 
 // Transition positions of one block (at most one per byte). The flatten steps write up to 32
