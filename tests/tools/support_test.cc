@@ -140,6 +140,33 @@ TEST_F(Image, HugePageUnitsAreWholeOfOneKind) {
   }
 }
 
+// --content: zero writes nothing; random gives every page the bytes the mix gives its random ones.
+TEST_F(Image, ContentZeroAndRandom) {
+  GuestMemory mix(kSize, false), zero(kSize, false), random(kSize, false);
+  generate_image(mix.data(), kSize, 4096, 5);
+  const ImageMix mz = generate_image(zero.data(), kSize, 4096, 5, ImageContent::kZero, 2);
+  const ImageMix mr = generate_image(random.data(), kSize, 4096, 5, ImageContent::kRandom, 3);
+  EXPECT_EQ(mz.zero, kSize / 4096);
+  EXPECT_EQ(mr.random, kSize / 4096);
+  const std::vector<uint8_t> zeros(kSize, 0);
+  EXPECT_EQ(0, std::memcmp(zero.data(), zeros.data(), kSize));
+  size_t same_random = 0;
+  for (size_t u = 0; u < kSize / 4096; ++u) {
+    const uint8_t* r = random.data() + u * 4096;
+    ASSERT_NE(0, std::memcmp(r, zeros.data(), 4096)) << u;
+    if (unit_kind(5, u) == UnitKind::kRandom) {
+      ASSERT_EQ(0, std::memcmp(r, mix.data() + u * 4096, 4096)) << u;
+      ++same_random;
+    }
+  }
+  EXPECT_GT(same_random, 0u);
+  ImageContent c = ImageContent::kMix;
+  EXPECT_TRUE(parse_image_content("random", c));
+  EXPECT_EQ(c, ImageContent::kRandom);
+  EXPECT_FALSE(parse_image_content("Random", c));
+  EXPECT_STREQ(image_content_name(ImageContent::kZero), "zero");
+}
+
 TEST_F(Image, HashSeesOneByte) {
   GuestMemory a(kSize, false);
   generate_image(a.data(), kSize, 4096, 1);
