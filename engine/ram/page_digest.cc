@@ -11,8 +11,23 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "codecs/cpu_features.h"
+#include "engine/ram/page_hash_variants.h"
+
 namespace ferry::ram {
 namespace {
+
+uint64_t xxh3_baseline(const void* data, size_t len) { return XXH3_64bits(data, len); }
+
+// The widest XXH3 build this CPU runs (FERRY_SIMD caps it, as for the codecs), chosen once.
+using HashFn = uint64_t (*)(const void*, size_t);
+HashFn pick_xxh3() {
+#ifdef FERRY_HAVE_XXH3_AVX2
+  if (dispatch_level() >= SimdLevel::kAvx2) return &xxh3_avx2;
+#endif
+  return &xxh3_baseline;
+}
+const HashFn xxh3 = pick_xxh3();
 
 uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -28,20 +43,20 @@ uint64_t term_of(uint64_t content_hash, uint64_t zero_hash, uint64_t page) {
 
 uint64_t zero_page_hash(size_t page_size) {
   const auto zeros = std::make_unique<uint8_t[]>(page_size);  // value-initialised: zero
-  return XXH3_64bits(zeros.get(), page_size);
+  return xxh3(zeros.get(), page_size);
 }
 
 }  // namespace
 
 uint64_t page_term(const uint8_t* data, size_t page_size, uint64_t page) {
-  return term_of(XXH3_64bits(data, page_size), zero_page_hash(page_size), page);
+  return term_of(xxh3(data, page_size), zero_page_hash(page_size), page);
 }
 
 uint64_t full_digest(const uint8_t* mem, size_t size, size_t page_size) {
   const uint64_t zero_hash = zero_page_hash(page_size);
   uint64_t sum = 0;
   for (uint64_t i = 0; i < size / page_size; ++i) {
-    sum += term_of(XXH3_64bits(mem + i * page_size, page_size), zero_hash, i);
+    sum += term_of(xxh3(mem + i * page_size, page_size), zero_hash, i);
   }
   return sum;
 }
@@ -70,7 +85,7 @@ PageTerms::PageTerms(PageTerms&& o) noexcept
 }
 
 uint64_t PageTerms::update(uint32_t page, const uint8_t* data) {
-  const uint64_t t = term_of(XXH3_64bits(data, page_size_), zero_hash_, page);
+  const uint64_t t = term_of(xxh3(data, page_size_), zero_hash_, page);
   const uint64_t delta = t - terms_[page];
   terms_[page] = t;
   return delta;
