@@ -84,6 +84,11 @@ TEST(CapiOptions, StructSizeAndRanges) {
   o.xbzrle = 2;
   expect_error(ferry_source_new(&o, &s), FERRY_ERR_INVALID, {"options->xbzrle is 2, not 0 or 1"});
   ferry_options_init(&o);
+  o.verify = 3;
+  expect_error(ferry_source_new(&o, &s), FERRY_ERR_INVALID,
+               {"options->verify must be FERRY_VERIFY_OFF, FERRY_VERIFY_DIGEST or "
+                "FERRY_VERIFY_FULL"});
+  ferry_options_init(&o);
   o.accept_timeout_ms = 0;
   expect_error(ferry_destination_new(&o, &d), FERRY_ERR_INVALID, {"accept_timeout_ms"});
   EXPECT_EQ(ferry_source_new(nullptr, &s), FERRY_OK);  // NULL options = defaults

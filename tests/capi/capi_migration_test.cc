@@ -95,8 +95,8 @@ struct Pair {
   ferry_source* src = nullptr;
   ferry_hooks hooks{};
 
-  Pair() {
-    EXPECT_EQ(ferry_source_new(nullptr, &src), FERRY_OK) << ferry_last_error();
+  explicit Pair(const ferry_options* options = nullptr) {
+    EXPECT_EQ(ferry_source_new(options, &src), FERRY_OK) << ferry_last_error();
     const ferry_ram_block b = {"pc.ram", c_guest_memory(guest.get()), c_guest_bytes(guest.get()),
                                4096, 0};
     EXPECT_EQ(ferry_source_add_ram(src, &b, c_guest_fetch, guest.get()), FERRY_OK);
@@ -116,6 +116,28 @@ struct Pair {
     return o;
   }
 };
+
+// Both verification modes pass on an intact migration, say so in the JSON, and the blackout
+// (stop .. DONE) covers the downtime (stop .. CONFIRM).
+TEST(CapiVerify, DigestAndFullRehashVerifyAndReportTheBlackout) {
+  for (uint32_t mode : {FERRY_VERIFY_DIGEST, FERRY_VERIFY_FULL}) {
+    ferry_options o;
+    ferry_options_init(&o);
+    o.verify = mode;
+    Pair p(&o);
+    const Outcome src = p.run();
+    const Outcome dst = p.dst.wait();
+    ASSERT_EQ(src.status, FERRY_OK) << src.error;
+    ASSERT_EQ(dst.status, FERRY_OK) << dst.error;
+    char* js = nullptr;
+    ASSERT_EQ(ferry_source_stats_json(p.src, &js), FERRY_OK);
+    const nlohmann::json j = take_json(js);
+    EXPECT_TRUE(j["verified"].get<bool>()) << "mode " << mode;
+    EXPECT_GE(j["blackout-us"].get<int64_t>(), 0);
+    EXPECT_GE(j["blackout"].get<int64_t>(), j["downtime"].get<int64_t>());
+    EXPECT_TRUE(same_memory(p.guest.get(), p.dst));
+  }
+}
 
 TEST(CapiDevices, VmstateAndOpaqueDevicesRoundTrip) {
   Pair p;
