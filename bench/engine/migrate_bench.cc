@@ -10,6 +10,9 @@
 //   registered as RamBlock::known_zero, as a new VM's memory is. Session setup (listen,
 //   connect, accept, the fresh mapping) is outside the timed part. bytes_per_second = image
 //   bytes moved per wall second.
+// BM_MigrateLoopbackVerified/random/<channels>
+//   BM_MigrateLoopback/random with MigrationConfig::verify (digests, as `ferry send` does by
+//   default): the ratio of the two is what verification costs.
 // BM_MigrateLoopbackPopulated/zero/1 (for the record, no target)
 //   The zero case into a populated, zeroed destination that is not known_zero: the receiver
 //   must look at every page to know it need not clear it.
@@ -129,7 +132,7 @@ bool g_destination_zero = true;
 
 enum class Kind { kRandom, kZero, kZeroPopulated };
 
-void migrate_loopback(benchmark::State& state, Kind kind) {
+void migrate_loopback(benchmark::State& state, Kind kind, bool verify = false) {
   const bool random = kind == Kind::kRandom;
   const auto channels = static_cast<uint32_t>(state.range(0));
   const Mapping& src = random ? random_image() : zero_image();
@@ -144,6 +147,7 @@ void migrate_loopback(benchmark::State& state, Kind kind) {
   MigrationConfig cfg;
   cfg.xbzrle = false;
   cfg.zero_pages = true;
+  cfg.verify = verify;
   uint64_t wire = 0;
   std::unique_ptr<Mapping> fresh;
   for (auto _ : state) {
@@ -212,6 +216,11 @@ void migrate_loopback(benchmark::State& state, Kind kind) {
 
 void BM_MigrateLoopbackRandom(benchmark::State& state) { migrate_loopback(state, Kind::kRandom); }
 void BM_MigrateLoopbackZero(benchmark::State& state) { migrate_loopback(state, Kind::kZero); }
+// The same with verification by digests (what `ferry send` does by default): its cost is the
+// ratio to BM_MigrateLoopback/random.
+void BM_MigrateLoopbackVerifiedRandom(benchmark::State& state) {
+  migrate_loopback(state, Kind::kRandom, /*verify=*/true);
+}
 void BM_MigrateLoopbackPopulatedZero(benchmark::State& state) {
   migrate_loopback(state, Kind::kZeroPopulated);
 }
@@ -326,6 +335,11 @@ void BM_BaselineRawTcp(benchmark::State& state) {
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
   }
+  benchmark::RegisterBenchmark("BM_MigrateLoopbackVerified/random", &BM_MigrateLoopbackVerifiedRandom)
+      ->Arg(1)
+      ->Arg(2)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("BM_MigrateLoopbackPopulated/zero", &BM_MigrateLoopbackPopulatedZero)
       ->Arg(1)
       ->UseRealTime()

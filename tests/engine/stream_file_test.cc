@@ -60,6 +60,18 @@ MigrationStats write_stream(TempStream& out, testing::GuardedMem& src, uint32_t 
     writer.stop();
     at_switchover->assign(src.data(), src.data() + kSize);
   };
+  // XBZRLE caches a page when it is sent again and sends a delta from its third sending on
+  // (none in the bulk pass): make sure every live pass has fresh writes behind it, or a
+  // starved writer on a busy machine leaves no page dirty twice.
+  uint64_t seen = 0;
+  h.on_iteration = [&](const IterationStats& is) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!idle && !is.final_pass && writer.writes() < seen + 500 &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    seen = writer.writes();
+  };
   transport::Options o;
   o.channels = channels;
   auto ch = transport::connect(out.uri(), o);

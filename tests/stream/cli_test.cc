@@ -144,7 +144,7 @@ struct FerryStream {
   std::string source_hash;
   FerryStream() {
     auto r = run_command(kFerry + " send --connect " + shell_quote("file:" + path.string()) +
-                         " --size 8M --channels 2 --dirty-rate 16 -q");
+                         " --size 8M --channels 2 --dirty-rate 16 --verify digest -q");
     EXPECT_EQ(r.status, 0) << r.out << r.err;
     const std::string key = "source image hash ";
     if (auto at = r.out.find(key); at != std::string::npos) {

@@ -139,6 +139,17 @@ Written write_stream(const fs::path& path, const Spec& spec) {
     w.image.assign(src.data(), src.data() + spec.size);
     if (spec.second_block) w.image2.assign(vram.data(), vram.data() + vram.size());
   };
+  // XBZRLE caches a page when it is sent again and sends deltas from its third sending on (none
+  // in the bulk pass): every live pass gets fresh writes behind it, so pages are resent twice.
+  uint64_t seen = 0;
+  h.on_iteration = [&](const IterationStats& is) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!is.final_pass && writer.writes() < seen + 500 &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    seen = writer.writes();
+  };
   transport::Options o;
   o.channels = spec.channels;
   auto ch = transport::connect("file:" + path.string(), o);

@@ -63,8 +63,6 @@ MigrationConfig MigrateOptions::engine_config() const {
   c.max_iterations = max_iterations;
   c.bandwidth_limit_bytes_per_s = bandwidth;
   c.auto_converge = auto_converge;
-  // Digests cost a hash of each page as it goes (well under 2 % of an idle 2 GiB migration,
-  // bench/peer/vs-qemu) and nothing after the guest stops; the full re-hash is on request.
   c.verify = verify != "off";
   c.verify_full = verify == "full";
   // The XBZRLE cache never needs to be larger than the image.
