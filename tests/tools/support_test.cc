@@ -77,7 +77,15 @@ TEST(MigrateOptions, ResolveChecksCombinations) {
   o.bandwidth_text = "100M";
   EXPECT_EQ(o.resolve(), "");
   EXPECT_EQ(o.engine_config().bandwidth_limit_bytes_per_s, uint64_t{100} << 20);
+  // --verify: off by default (it costs more than the CLI's 2 % budget), digest or full.
+  EXPECT_FALSE(o.engine_config().verify);
+  o.verify = "digest";
   EXPECT_TRUE(o.engine_config().verify);
+  EXPECT_FALSE(o.engine_config().verify_full);
+  o.verify = "full";
+  EXPECT_TRUE(o.engine_config().verify);
+  EXPECT_TRUE(o.engine_config().verify_full);
+  EXPECT_EQ(o.engine_config().downtime_limit, std::chrono::milliseconds(30));
 }
 
 class Image : public ::testing::Test {
