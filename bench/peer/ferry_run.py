@@ -1,7 +1,8 @@
 """One ferry migration of the synthetic image over loopback TCP: `ferry recv` + `ferry send`.
 
 Both generate nothing the other does not know: send builds the seed's image in its own memory
-(not timed), recv receives into fresh anonymous memory. The idle guest is `--dirty-rate 0`.
+(not timed), recv receives into fresh anonymous memory on transparent huge pages (`--thp`, as
+QEMU's destination RAM is). The idle guest is `--dirty-rate 0`.
 
 Timed: the "total-time" of `ferry send --json`, which the engine measures over the whole
 migration through the destination's DONE (verification and device state included). The wall
@@ -39,8 +40,10 @@ def write_image(ferry, path, size, content, seed):
 def run(ferry, size, content, seed, config, workdir, timeout=600):
     json_path = os.path.join(workdir, f"vsq-ferry-{os.getpid()}.json")
     result = {"tool": "ferry", "config": config, "ok": False}
+    # --thp: the destination's RAM on huge pages, as QEMU's is (vs-qemu backs huge blocks for
+    # both right before each run).
     recv = subprocess.Popen([ferry, "recv", "--listen", "tcp:127.0.0.1:0", "--channels", "0",
-                             "-q"] + _image_args(size, content, seed),
+                             "--thp", "-q"] + _image_args(size, content, seed),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = recv.stdout.readline().strip()

@@ -384,6 +384,9 @@ std::pair<CLI::App*, Runner> add_recv_command(CLI::App& app) {
       ->check(CLI::Range(0.1, 86400.0))
       ->capture_default_str();
   add_migrate_options(sub, *o, kImageOptions);
+  sub->add_flag("--thp", o->destination_thp,
+                "back the received guest RAM with transparent huge pages, as QEMU does (faster "
+                "to fill; on hosts that reclaim free huge blocks it can be much slower)");
   sub->add_flag("-q,--quiet", o->quiet, "only the address and the result line");
   return {sub, [o, channels] { return run_recv(*o, *channels); }};
 }

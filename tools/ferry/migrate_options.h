@@ -41,6 +41,8 @@ struct MigrateOptions {
   std::string verify = "off";
   double connect_timeout_s = 10;
   double accept_timeout_s = 60;
+  // recv --thp: the destination's guest RAM on transparent huge pages.
+  bool destination_thp = false;
   // Output.
   std::string json_file;
   std::string report_file;

@@ -250,11 +250,11 @@ SendOutcome send_image(const MigrateOptions& o, const std::string& uri, std::ost
 RecvOutcome receive_image(const MigrateOptions& o, transport::Listener& listener) {
   RecvOutcome out;
   try {
-    // Transparent huge pages for the destination's RAM, as QEMU gives guest RAM: filling fresh
-    // memory 4 KiB at a time costs a page fault per page, most of the receive time on hosts
-    // like this one (bench/peer/vs-qemu: 2 GiB mix 0.79 s -> 0.55 s). The source keeps 4 KiB
-    // pages: its uffd-wp dirty tracking is per page.
-    GuestMemory mem(o.size, /*huge=*/true);
+    // recv --thp: transparent huge pages, as QEMU gives guest RAM. Filling fresh memory 4 KiB at
+    // a time costs a page fault per page, most of the receive time on a nested VM like ferry's
+    // test host (bench/peer/vs-qemu: 2 GiB mix 0.79 s -> 0.55 s); but there a free huge block
+    // the host took back costs 10-20x more to fault in, so it is not the default.
+    GuestMemory mem(o.size, o.destination_thp || o.page_size > 4096);
     auto channels = listener.accept();
     MigrationDestination dst(o.blocks(mem.data(), /*fresh_destination=*/true));
     DemoDevices devices(o.seed, /*source=*/false);
