@@ -59,25 +59,20 @@ class GuardedMem {
   uint8_t* data_;
 };
 
-// Forwards to a real channel but sleeps before every receive: a slow receiver on demand, so
-// tests can make one channel lag behind the others.
-class DelayRecvChannel final : public transport::Channel {
+// Forwards every call to a real channel: tests derive from it and override what they change.
+class ForwardingChannel : public transport::Channel {
  public:
-  DelayRecvChannel(transport::ChannelPtr inner, std::chrono::microseconds delay)
+  explicit ForwardingChannel(transport::ChannelPtr inner)
       : Channel(Identity{inner->index(), inner->count(), inner->session_id(), inner->peer(),
                          inner->peer_capabilities()}),
-        inner_(std::move(inner)),
-        delay_(delay) {}
+        inner_(std::move(inner)) {}
   transport::Capabilities capabilities() const override { return inner_->capabilities(); }
   transport::ChannelStats stats() const override { return inner_->stats(); }
   std::string send_path() const override { return inner_->send_path(); }
   void send(std::span<const iovec> iov, uint64_t cookie) override { inner_->send(iov, cookie); }
   size_t poll_completions() override { return inner_->poll_completions(); }
   void wait_all() override { inner_->wait_all(); }
-  void recv(std::span<const iovec> iov) override {
-    std::this_thread::sleep_for(delay_);
-    inner_->recv(iov);
-  }
+  void recv(std::span<const iovec> iov) override { inner_->recv(iov); }
   void close() override { inner_->close(); }
   void abort() noexcept override { inner_->abort(); }
   transport::MemoryRegion register_memory(void* addr, size_t len) override {
@@ -87,8 +82,22 @@ class DelayRecvChannel final : public transport::Channel {
     inner_->deregister_memory(r);
   }
 
- private:
+ protected:
   transport::ChannelPtr inner_;
+};
+
+// Sleeps before every receive: a slow receiver on demand, so tests can make one channel lag
+// behind the others.
+class DelayRecvChannel final : public ForwardingChannel {
+ public:
+  DelayRecvChannel(transport::ChannelPtr inner, std::chrono::microseconds delay)
+      : ForwardingChannel(std::move(inner)), delay_(delay) {}
+  void recv(std::span<const iovec> iov) override {
+    std::this_thread::sleep_for(delay_);
+    inner_->recv(iov);
+  }
+
+ private:
   std::chrono::microseconds delay_;
 };
 

@@ -21,36 +21,17 @@ constexpr size_t kPage = 4096;
 // Flips one bit of the first page-sized payload it receives, after the real receive: the bytes
 // a damaged link (or a buggy transport) would deliver. Headers and records are left alone, so
 // the wire checks pass and only verification can notice.
-class DamagingRecvChannel final : public transport::Channel {
+class DamagingRecvChannel final : public testing::ForwardingChannel {
  public:
-  explicit DamagingRecvChannel(transport::ChannelPtr inner)
-      : Channel(Identity{inner->index(), inner->count(), inner->session_id(), inner->peer(),
-                         inner->peer_capabilities()}),
-        inner_(std::move(inner)) {}
-  transport::Capabilities capabilities() const override { return inner_->capabilities(); }
-  transport::ChannelStats stats() const override { return inner_->stats(); }
-  std::string send_path() const override { return inner_->send_path(); }
-  void send(std::span<const iovec> iov, uint64_t cookie) override { inner_->send(iov, cookie); }
-  size_t poll_completions() override { return inner_->poll_completions(); }
-  void wait_all() override { inner_->wait_all(); }
+  using ForwardingChannel::ForwardingChannel;
   void recv(std::span<const iovec> iov) override {
     inner_->recv(iov);
     if (damaged_ || iov.empty() || iov[0].iov_len < kPage) return;
     static_cast<uint8_t*>(iov[0].iov_base)[100] ^= 0x10;
     damaged_ = true;
   }
-  void close() override { inner_->close(); }
-  void abort() noexcept override { inner_->abort(); }
-  transport::MemoryRegion register_memory(void* addr, size_t len) override {
-    return inner_->register_memory(addr, len);
-  }
-  void deregister_memory(const transport::MemoryRegion& r) override {
-    inner_->deregister_memory(r);
-  }
-  bool damaged() const { return damaged_; }
 
  private:
-  transport::ChannelPtr inner_;
   bool damaged_ = false;
 };
 

@@ -21,6 +21,7 @@
 #include "tools/ferry/commands.h"
 #include "tools/ferry/image.h"
 #include "tools/ferry/migrate_options.h"
+#include "transports/fd.h"
 
 namespace ferry::cli {
 namespace {
@@ -28,27 +29,6 @@ namespace {
 struct ImageFileOptions {
   MigrateOptions image;
   std::string output;
-};
-
-// An open file descriptor, closed on destruction.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  // Closes now and reports the error close() gives (a delayed write error on some file systems).
-  int close_checked() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc == 0 ? 0 : errno;
-  }
-
- private:
-  int fd_;
 };
 
 // Writes [p, p + len) at offset; returns 0 or the errno of the failed write.
@@ -97,14 +77,15 @@ int run_image(ImageFileOptions& o) {
   const ImageMix mix = generate_image(mem.data(), mem.size(), o.image.page_size, o.image.seed,
                                       o.image.content);
 
-  Fd fd(::open(o.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  transport::Fd fd(::open(o.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) {
     std::cerr << prog << ": cannot create " << o.output << ": " << std::strerror(errno) << "\n";
     return kExitFailure;
   }
   int err = ::ftruncate(fd.get(), static_cast<off_t>(o.image.size)) == 0 ? 0 : errno;
   if (err == 0) err = write_nonzero_runs(fd.get(), mem.data(), mem.size(), o.image.page_size);
-  if (err == 0) err = fd.close_checked();
+  // close() may report a delayed write error (some file systems): checked, not dropped.
+  if (err == 0 && ::close(fd.release()) != 0) err = errno;
   if (err != 0) {
     std::cerr << prog << ": writing " << o.output << ": " << std::strerror(err) << "\n";
     ::unlink(o.output.c_str());
