@@ -306,6 +306,38 @@ void PageSender::note_zero_page(uint32_t page) {
   if (shared_.digests) sums_[cur_block_] += shared_.digests->block(cur_block_).clear(page, 1);
 }
 
+uint32_t PageSender::prepare_batch(const WorkItem& item, const uint8_t* base, size_t ps) {
+  states_.clear();
+  if (item.count == 0) return 0;
+  // take_batch gives increasing indices: the batch's span, contiguous in the bulk pass.
+  const uint32_t first = item.pages[0];
+  const size_t span = size_t{item.pages[item.count - 1]} - first + 1;
+  if (span > 4 * size_t{item.count}) return first;  // sparse: neither probe nor fault-in
+  const bool probe = shared_.population && shared_.config->zero_pages &&
+                     (*shared_.population_blocks)[item.block] != 0;
+  if (probe && shared_.population->classify(base + size_t{first} * ps, span, ps, states_,
+                                            scan_space_)) {
+    if (item.iteration > 0) return first;
+    // Only swapped pages (and uffd-wp markers) still fault on the read below: bring those
+    // in together, leave the unpopulated ones alone.
+    for (size_t i = 0; i < span;) {
+      size_t j = i;
+      while (j < span && states_[j] == PageState::kSwapped) ++j;
+      if (j > i) populate_for_reading(base + (first + i) * ps, (j - i) * ps);
+      i = j + 1;
+    }
+    return first;
+  }
+  states_.clear();
+  if (item.iteration == 0) populate_for_reading(base + size_t{first} * ps, span * ps);
+  return first;
+}
+
+bool PageSender::known_zero(uint32_t page, uint32_t first) const {
+  const size_t at = size_t{page} - first;
+  return at < states_.size() && states_[at] == PageState::kZero;
+}
+
 void PageSender::process_batch(const WorkItem& item) {
   const MigrationConfig& cfg = *shared_.config;
   const RamBlock& blk = (*shared_.blocks)[item.block];
@@ -321,13 +353,7 @@ void PageSender::process_batch(const WorkItem& item) {
   const size_t xbzrle_cap =
       std::min(ps, static_cast<size_t>(cfg.xbzrle_max_ratio * static_cast<double>(ps)));
 
-  if (item.iteration == 0 && item.count > 0) {
-    // take_batch gives increasing indices: the batch's span, contiguous in the bulk pass.
-    const size_t first = item.pages[0], last = item.pages[item.count - 1];
-    if (last - first < 4 * size_t{item.count}) {
-      populate_for_reading(base + first * ps, (last - first + 1) * ps);
-    }
-  }
+  const uint32_t first = prepare_batch(item, base, ps);
   begin_packet(item.block);
   for (uint32_t i = 0; i < item.count; ++i) {
     if (shared_.stop->load(std::memory_order_relaxed)) return;
@@ -335,7 +361,9 @@ void PageSender::process_batch(const WorkItem& item) {
     const uint8_t* p = base + static_cast<size_t>(page) * ps;
     const uint64_t addr = static_cast<uint64_t>(page) * ps;
 
-    if (cfg.zero_pages && is_zero_page(p, ps)) {
+    const bool unread = cfg.zero_pages && known_zero(page, first);
+    if (unread || (cfg.zero_pages && is_zero_page(p, ps))) {
+      local_.zero_unread += unread ? 1 : 0;
       // The destination page becomes zero: so must our idea of it, or the next delta would
       // be computed against stale bytes.
       if (cache) {

@@ -22,6 +22,7 @@
 
 #include "codecs/xbzrle_cache.h"
 #include "engine/ram/page_digest.h"
+#include "engine/ram/page_population.h"
 #include "ferry/migration.h"
 #include "engine/ram/wire_format.h"
 
@@ -47,6 +48,10 @@ struct SenderShared {
   const std::vector<std::vector<transport::RemoteRegion>>* placement = nullptr;
   // Verification (engine/ram/page_digest.h): every page's term, updated with the bytes sent.
   DigestTable* digests = nullptr;
+  // Pages known zero from the page tables (engine/ram/page_population.h), for the blocks
+  // flagged in population_blocks (private anonymous memory); null = read every page.
+  const PagePopulation* population = nullptr;
+  const std::vector<uint8_t>* population_blocks = nullptr;
 };
 
 struct WorkItem {
@@ -69,6 +74,7 @@ struct SenderCounters {
   uint64_t xbzrle_overflows = 0;
   uint64_t xbzrle_bytes = 0;
   uint64_t placed_pages = 0;  // NORMAL pages RDMA-written into place
+  uint64_t zero_unread = 0;   // ZERO pages known from the page tables, never read
 };
 
 class PageSender {
@@ -109,6 +115,10 @@ class PageSender {
   WorkItem* next_item();
   void release_item();
   void process_batch(const WorkItem& item);
+  // Before a dense batch's pages are read: which are known zero (states_), and the bulk
+  // pass's fault-in of what must be read. Returns the first page states_ describes.
+  uint32_t prepare_batch(const WorkItem& item, const uint8_t* base, size_t page_size);
+  bool known_zero(uint32_t page, uint32_t first) const;
   void send_sync(uint32_t iteration, bool final_pass);
 
   void begin_packet(uint32_t block);
@@ -165,6 +175,8 @@ class PageSender {
   uint32_t generation_ = 0;
   bool final_pass_ = false;
   DigestSums sums_;  // per block: this sender's share of the source's digests
+  std::vector<PageState> states_;     // the current batch's span, from prepare_batch()
+  std::vector<uint64_t> scan_space_;  // PagePopulation::classify's region buffer
 
   // Pacing (bandwidth_limit / channels).
   double rate_ = 0;

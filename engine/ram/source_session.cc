@@ -84,6 +84,18 @@ bool SourceSession::offer_placement(wire::Hello& hello) const {
   return offer;
 }
 
+// engine/ram/page_population.h: asked once per session, which blocks qualify.
+void SourceSession::open_page_population(SenderShared& shared) {
+  population_ = PagePopulation::open();
+  if (!population_) return;
+  population_blocks_.clear();
+  for (const auto& b : m_.blocks) {
+    population_blocks_.push_back(PagePopulation::private_anonymous(b.host, b.size) ? 1 : 0);
+  }
+  shared.population = population_.get();
+  shared.population_blocks = &population_blocks_;
+}
+
 // One PageSender thread per channel; channel 0's packet numbers continue after the handshake.
 void SourceSession::start_senders() {
   const uint32_t n = static_cast<uint32_t>(channels_.size());
@@ -99,6 +111,7 @@ void SourceSession::start_senders() {
   shared.stop_mu = &m_.stop_mu;
   shared.stop_cv = &m_.stop_cv;
   if (!placement_.remote.empty()) shared.placement = &placement_.remote;
+  if (m_.cfg.zero_pages && m_.cfg.zero_from_page_tables) open_page_population(shared);
   if (m_.cfg.verify && !m_.cfg.verify_full) {
     digests_ = std::make_unique<DigestTable>(m_.blocks);
     shared.digests = digests_.get();
@@ -164,6 +177,7 @@ void SourceSession::record_sender_counters(const SenderCounters& c) {
   st_.xbzrle_cache_misses = c.xbzrle_misses;
   st_.xbzrle_overflows = c.xbzrle_overflows;
   st_.xbzrle_bytes = c.xbzrle_bytes;
+  st_.zero_pages_unread = c.zero_unread;
 }
 
 // The channels are aborted; close() waits until the kernel no longer reads our buffers.

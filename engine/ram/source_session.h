@@ -34,6 +34,7 @@ class SourceSession {
   void admit_channels();
   void setup();
   void start_senders();
+  void open_page_population(SenderShared& shared);
   uint32_t iterate();  // returns the last live iteration
   void switchover(uint32_t last_iteration);
   void send_devices();
@@ -77,6 +78,8 @@ class SourceSession {
   size_t owned_payload_cap_ = 0;
   SourcePlacement placement_;  // the senders point into it until they are destroyed
   SenderCounters sent_;        // every page sent, once the senders are joined
+  std::unique_ptr<PagePopulation> population_;  // zero_from_page_tables, when the kernel can
+  std::vector<uint8_t> population_blocks_;        // per block: private anonymous memory
   std::unique_ptr<DigestTable> digests_;  // with verify: the senders keep it up to date
   std::vector<uint64_t> sent_digests_;    // summed over the senders once they are joined
 

@@ -52,6 +52,7 @@ SenderCounters SourceState::sum_counters() const {
     c.xbzrle_overflows += x.xbzrle_overflows;
     c.xbzrle_bytes += x.xbzrle_bytes;
     c.placed_pages += x.placed_pages;
+    c.zero_unread += x.zero_unread;
   }
   return c;
 }

@@ -48,6 +48,7 @@ std::string to_json(const MigrationStats& s) {
   ram["remaining"] = last && last->final_pass ? 0 : remaining;
   ram["normal"] = s.pages.normal;
   ram["duplicate"] = s.pages.zero;  // QEMU's name for zero pages
+  ram["duplicate-unread"] = s.zero_pages_unread;  // of those, known from the page tables
   ram["xbzrle-pages"] = s.pages.xbzrle;
   ram["lz4-pages"] = s.pages.lz4;
   ram["dirty-sync-count"] = dirty_sync_count;

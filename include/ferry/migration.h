@@ -109,6 +109,7 @@ struct MigrationStats {
   uint64_t xbzrle_cache_misses = 0;
   uint64_t xbzrle_overflows = 0;   // delta did not fit the threshold: sent otherwise
   uint64_t xbzrle_bytes = 0;
+  uint64_t zero_pages_unread = 0;  // of pages.zero: known from the page tables, never read
   bool verified = false;           // per-block digests compared equal
   // The channels were one-way (a stream file, transport::kOneWay): nobody confirmed anything;
   // with verify the digests went into the stream for its reader to check.
@@ -136,6 +137,10 @@ struct Progress {
 
 struct MigrationConfig {
   bool zero_pages = true;
+  // With zero_pages: pages of private anonymous memory that the page tables show unpopulated
+  // (or mapping the shared zero page) go as ZERO without being read (Linux 6.7+
+  // PAGEMAP_SCAN; engine/ram/page_population.h). Off: every page is read, as QEMU does.
+  bool zero_from_page_tables = true;
   bool xbzrle = false;
   size_t xbzrle_cache_bytes = 256u << 20;  // per migration, split across sender threads
   // A delta larger than this share of a page is not worth it: the page goes NORMAL/LZ4.
