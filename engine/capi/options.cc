@@ -37,6 +37,7 @@ ferry_options defaults() {
   o.auto_converge = 1;
   o.verify = FERRY_VERIFY_OFF;
   o.rdma_placement = 1;
+  o.page_table_zero = 1;
   return o;
 }
 
@@ -89,6 +90,7 @@ void check_values(const ferry_options& o, Side side, const char* function) {
   require(o.verify <= FERRY_VERIFY_FULL, function,
           "options->verify must be FERRY_VERIFY_OFF, FERRY_VERIFY_DIGEST or FERRY_VERIFY_FULL");
   check_flag(o.rdma_placement, "rdma_placement", function);
+  check_flag(o.page_table_zero, "page_table_zero", function);
   require(!o.xbzrle || o.xbzrle_cache_bytes > 0, function,
           "options->xbzrle_cache_bytes must be > 0 with xbzrle");
 }
@@ -117,6 +119,7 @@ Settings read_options(const ferry_options* options, Side side, const char* funct
   m.verify = o.verify != FERRY_VERIFY_OFF;
   m.verify_full = o.verify == FERRY_VERIFY_FULL;
   m.rdma_placement = o.rdma_placement != 0;
+  m.zero_from_page_tables = o.page_table_zero != 0;
   return s;
 }
 

@@ -110,6 +110,10 @@ typedef struct ferry_options {
   uint32_t auto_converge;          /* call hooks.throttle while not converging (1) */
   uint32_t verify;                 /* FERRY_VERIFY_* (FERRY_VERIFY_OFF) */
   uint32_t rdma_placement;         /* RDMA WRITE into destination pages on rdma: (1) */
+  /* Since struct_size 80 (older callers get the default). With zero_pages: pages of private
+   * anonymous RAM that the page tables show never populated (or mapping the shared zero page) go
+   * as zero without being read, on Linux 6.7+ (1). 0: every page is read. */
+  uint32_t page_table_zero;
 } ferry_options;
 
 FERRY_API void ferry_options_init(ferry_options* options);

@@ -68,7 +68,7 @@ TEST(CapiOptions, StructSizeAndRanges) {
   ferry_source_free(s);
   newer.future_field = 1;
   expect_error(ferry_source_new(&newer.known, &s), FERRY_ERR_INVALID,
-               {"ferry_source_new", "non-zero fields past the 72 bytes"});
+               {"ferry_source_new", "non-zero fields past the 80 bytes"});
 
   ferry_options_init(&o);
   o.channels = 0;
@@ -83,6 +83,10 @@ TEST(CapiOptions, StructSizeAndRanges) {
   ferry_options_init(&o);
   o.xbzrle = 2;
   expect_error(ferry_source_new(&o, &s), FERRY_ERR_INVALID, {"options->xbzrle is 2, not 0 or 1"});
+  ferry_options_init(&o);
+  o.page_table_zero = 2;
+  expect_error(ferry_source_new(&o, &s), FERRY_ERR_INVALID,
+               {"options->page_table_zero is 2, not 0 or 1"});
   ferry_options_init(&o);
   o.verify = 3;
   expect_error(ferry_source_new(&o, &s), FERRY_ERR_INVALID,

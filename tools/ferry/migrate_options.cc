@@ -57,6 +57,7 @@ std::string MigrateOptions::resolve() {
 MigrationConfig MigrateOptions::engine_config() const {
   MigrationConfig c;
   c.zero_pages = zero;
+  c.zero_from_page_tables = page_table_zero;
   c.xbzrle = xbzrle;
   c.lz4 = lz4;
   c.downtime_limit = std::chrono::milliseconds(downtime_ms);
@@ -132,6 +133,9 @@ void add_migrate_options(CLI::App* sub, MigrateOptions& o, unsigned sets) {
         ->capture_default_str();
     add_on_off(sub, "xbzrle", o.xbzrle, "XBZRLE deltas for resent pages");
     add_on_off(sub, "zero", o.zero, "zero-page detection");
+    add_on_off(sub, "page-table-zero", o.page_table_zero,
+               "send pages the page tables show unpopulated as zero without reading them "
+               "(off: read every page, as QEMU does)");
     add_on_off(sub, "lz4", o.lz4, "LZ4-compress normal pages");
     sub->add_option("--downtime-ms", o.downtime_ms, "downtime limit that ends precopy")
         ->check(CLI::Range(1, 3600000))

@@ -27,6 +27,7 @@ struct MigrateOptions {
   uint32_t channels = 2;
   bool xbzrle = true;
   bool zero = true;
+  bool page_table_zero = true;  // MigrationConfig::zero_from_page_tables
   bool lz4 = false;
   // Lower than the library's (and QEMU's) 300 ms: at the demo's 64 MiB/s one more short pass
   // brings the blackout from ~90 ms to a few ms, for a few tens of ms more total time.

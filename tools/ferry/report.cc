@@ -90,6 +90,10 @@ void print_summary(std::ostream& out, const MigrationStats& s) {
       << fmt("%.1f MiB/s", rate) << "\n";
   out << "pages:         normal " << s.pages.normal << ", zero " << s.pages.zero << ", xbzrle "
       << s.pages.xbzrle << ", lz4 " << s.pages.lz4 << " (total " << s.pages.total() << ")\n";
+  if (s.zero_pages_unread) {
+    out << "               " << s.zero_pages_unread
+        << " of the zero pages known from the page tables, never read\n";
+  }
   if (s.devices) {
     out << "devices:       " << s.devices << " device section(s), " << s.device_bytes
         << " bytes with their vmdesc, in the downtime\n";
