@@ -18,6 +18,13 @@ CONFIGS = {
     "1ch": ["--channels", "1"],
     "2ch": ["--channels", "2"],
     "2ch-no-xbzrle": ["--channels", "2", "--no-xbzrle"],
+    # Dirty tracking by a log (the idle guest's writer marks what it writes: nothing), as a KVM
+    # VMM tracks with KVM's dirty log. The default, uffd-wp, puts a marker on every page the
+    # guest never touched, and a marked page must be read like any other.
+    "2ch-log": ["--channels", "2", "--dirty-tracking", "explicit"],
+    # The same, reading every page as QEMU does: what skipping unpopulated pages is worth.
+    "2ch-log-read-all": ["--channels", "2", "--dirty-tracking", "explicit",
+                         "--no-page-table-zero"],
 }
 
 _HASH = re.compile(r"image hash ([0-9a-f]{16})")
@@ -96,5 +103,7 @@ def _figures(stats):
         "verify-time-ms": stats.get("verify-time"),
         "verified": stats.get("verified"),
         "transferred-bytes": stats.get("ram", {}).get("transferred"),
+        "zero-pages": stats.get("ram", {}).get("duplicate"),
+        "zero-pages-unread": stats.get("ram", {}).get("duplicate-unread"),
         "stats": {k: v for k, v in stats.items() if k != "iterations"},
     }
