@@ -194,10 +194,24 @@ void PageSender::thread_main() {
   } catch (const std::exception& e) {
     shared_.on_error("sender " + std::to_string(index_) + ": " + e.what());
   }
+  if (shared_.stop->load()) quiesce_channel();
   std::lock_guard lock(mu_);
   exited_ = true;
   cv_synced_.notify_all();
   cv_space_.notify_all();
+}
+
+// A migration that stops leaves sends in flight on this channel. Only the thread that drove them
+// can wait for them to end (an io_uring with DEFER_TASKRUN completes work for its own thread
+// only), so that is done here, before the thread goes: the channel is already aborted, and
+// closing it cancels what is left and waits until the kernel no longer reads our buffers.
+void PageSender::quiesce_channel() noexcept {
+  try {
+    ch_.set_send_callback(nullptr);
+    ch_.abort();
+    ch_.close();
+  } catch (...) {
+  }
 }
 
 void PageSender::begin_packet(uint32_t block) {

@@ -120,6 +120,7 @@ class PageSender {
   uint32_t prepare_batch(const WorkItem& item, const uint8_t* base, size_t page_size);
   bool known_zero(uint32_t page, uint32_t first) const;
   void send_sync(uint32_t iteration, bool final_pass);
+  void quiesce_channel() noexcept;
 
   void begin_packet(uint32_t block);
   void flush_packet();

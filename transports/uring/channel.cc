@@ -231,6 +231,13 @@ bool UringChannel::wait_event(bool bounded, Clock::time_point deadline) {
     if (r >= 0) return true;
     if (r == -ETIME) return io_uring_cq_ready(&ring_) > 0;
     if (r == -EINTR || r == -EAGAIN || r == -EBUSY) continue;
+    if (r == -EEXIST) {
+      // A single-issuer ring entered by a thread other than its creator (e.g. closing from the
+      // control thread what an exited sender left in flight): no completion can be waited for
+      // here, and retrying only spins until the deadline.
+      record_failure(EEXIST, "io_uring_enter from a thread that does not own the channel's ring");
+      return false;
+    }
     record_failure(-r, "io_uring_enter");
     return true;
   }
