@@ -60,12 +60,17 @@ class GuardedMem {
 };
 
 // Forwards every call to a real channel: tests derive from it and override what they change.
+// Send completions reach whatever callback the engine sets on the wrapper.
 class ForwardingChannel : public transport::Channel {
  public:
   explicit ForwardingChannel(transport::ChannelPtr inner)
       : Channel(Identity{inner->index(), inner->count(), inner->session_id(), inner->peer(),
                          inner->peer_capabilities()}),
-        inner_(std::move(inner)) {}
+        inner_(std::move(inner)) {
+    inner_->set_send_callback([this](uint64_t cookie) {
+      if (on_send_) on_send_(cookie);
+    });
+  }
   transport::Capabilities capabilities() const override { return inner_->capabilities(); }
   transport::ChannelStats stats() const override { return inner_->stats(); }
   std::string send_path() const override { return inner_->send_path(); }
