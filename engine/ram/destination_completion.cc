@@ -8,15 +8,25 @@
 namespace ferry::ram {
 
 // Every message up to COMPLETE is read even after a device refused to load, so that the
-// refusal goes to the source in place of CONFIRM while it is listening for one.
+// refusal goes to the source in place of CONFIRM while it is listening for one; but no more than
+// one DEVICE per registered device and the VMDESC, whatever the source sends.
 ControlLink::Message DestinationSession::load_devices() {
   constexpr auto kDevice = wire::PacketType::kDevice;
   constexpr auto kVmdesc = wire::PacketType::kVmdesc;
   constexpr auto kComplete = wire::PacketType::kComplete;
   device::DeviceLoader loader(m_.devices);
   std::string device_error;
+  const size_t most = m_.devices.size() + 1;
+  size_t seen = 0;
   auto msg = link_.recv({kDevice, kVmdesc, kComplete}, "source");
   for (; msg.header.type != kComplete; msg = link_.recv({kDevice, kVmdesc, kComplete}, "source")) {
+    if (++seen > most) {
+      throw MigrationError(device_error.empty()
+                               ? "source sent more than " + std::to_string(most) +
+                                     " device messages; this destination has " +
+                                     std::to_string(m_.devices.size()) + " device(s)"
+                               : device_error);
+    }
     if (!device_error.empty()) continue;
     try {
       if (msg.header.type == kDevice) {

@@ -53,6 +53,7 @@ void DestinationSession::setup() {
   auto msg = link_.recv({wire::PacketType::kHello}, "source");
   hello_ = wire::decode_hello(msg.body.data(), msg.body.size(), 0, msg.header.packet);
   check_block_list(hello_);
+  check_payload_bound(hello_);
   st_.verify_requested = (hello_.flags & wire::kHelloFlagVerify) != 0;
   if (!one_way_) answer_hello(hello_);
 }
@@ -80,6 +81,18 @@ void DestinationSession::check_block_list(const wire::Hello& hello) const {
                            describe(s.size, s.page_size) + ", destination " +
                            describe(d.size, d.page_size));
     }
+  }
+}
+
+// Each receiver allocates the owned-payload bound HELLO announces: it may be no larger than what
+// a source with these blocks and this batch size can need (wire::owned_payload_cap).
+void DestinationSession::check_payload_bound(const wire::Hello& hello) const {
+  const size_t most = wire::owned_payload_cap(m_.blocks, hello.batch_pages);
+  if (hello.owned_payload_cap > most) {
+    throw MigrationError("HELLO announces " + std::to_string(hello.owned_payload_cap) +
+                         " bytes of encoded payload per packet; with these blocks and " +
+                         std::to_string(hello.batch_pages) + " pages per batch a source needs " +
+                         "at most " + std::to_string(most));
   }
 }
 

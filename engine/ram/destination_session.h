@@ -41,6 +41,7 @@ class DestinationSession {
 
   // setup
   void check_block_list(const wire::Hello& hello) const;
+  void check_payload_bound(const wire::Hello& hello) const;
   void answer_hello(const wire::Hello& hello);
   // receive_pages
   void start_receivers();
