@@ -294,6 +294,7 @@ TEST(EngineMigrationRdma, SyncAckKeepsPlacedPagesInOrderAcrossChannels) {
     }
   };
   writer.start();
+  writer.wait_for_writes(1000);  // so that the few-ms bulk pass leaves pages dirty
   // Channel 0's receiver lags: its ZERO records of iteration n are still queued when channel
   // 1 reaches SYNC(n).
   const Outcome o = migrate(g, cfg, std::move(h), uri, 2, {},
@@ -428,6 +429,7 @@ TEST(EngineMigration, SyncKeepsIterationsInOrderAcrossChannels) {
     }
   };
   writer.start();
+  writer.wait_for_writes(1000);  // so that the few-ms bulk pass leaves pages dirty
   const Outcome o = migrate(g, cfg, std::move(h), "tcp:127.0.0.1:0", 4, {},
                             [](std::vector<transport::ChannelPtr>& dst) {
                               dst[0] = std::make_unique<testing::DelayRecvChannel>(

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -203,6 +204,14 @@ class GuestWriter {
     if (thread_.joinable()) thread_.join();
   }
   uint64_t writes() const { return writes_.load(); }
+  // Returns once the thread has written n times (at most 5 s): a test that needs the guest to
+  // dirty pages during a bulk pass of a few ms must not start it before the writer runs.
+  void wait_for_writes(uint64_t n) const {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (writes_.load() < n && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
 
  private:
   void write(size_t off, const void* src, size_t n) {
