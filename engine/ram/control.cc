@@ -31,7 +31,7 @@ ControlLink::Message ControlLink::recv(std::initializer_list<wire::PacketType> e
   m.body.resize(m.header.payload);
   if (!m.body.empty()) ch->recv(m.body.data(), m.body.size());
   const uint32_t sum = m.body.empty() ? 0 : wire::checksum32(m.body.data(), m.body.size());
-  if (sum != m.header.body_checksum) {
+  if (wire::kChecksumsEnforced && sum != m.header.body_checksum) {
     wire::fail(channel, m.header.packet, wire::kHeaderSize, "body checksum mismatch");
   }
   if (m.header.type == wire::PacketType::kError) {

@@ -104,6 +104,13 @@ inline constexpr uint32_t kMaxBlocks = 4096;
 inline constexpr uint32_t kMaxChannels = 256;
 inline constexpr size_t kMaxControlBody = 4u << 20;
 inline constexpr size_t kMaxOwnedPayload = 64u << 20;
+// Fuzz builds (FERRY_FUZZ defines FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION) let a wrong
+// checksum pass, so that mutated inputs reach the checks behind it; every other build refuses.
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+inline constexpr bool kChecksumsEnforced = false;
+#else
+inline constexpr bool kChecksumsEnforced = true;
+#endif
 
 enum class PacketType : uint8_t {
   kData = 1,

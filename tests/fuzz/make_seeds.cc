@@ -171,6 +171,24 @@ int write_ferry_seed(const fs::path& out) {
   return 0;
 }
 
+// fuzz_destination's inputs: a mode byte (1 one-way, 0 two-way), then the packets of the ferry
+// seed stream without its 64-byte file hello (the in-memory channel is already connected).
+int write_destination_seeds(const fs::path& ferry_stream, const fs::path& dir) {
+  const Bytes stream = stream::read_file(ferry_stream);
+  constexpr size_t kFileHello = 64;
+  if (stream.size() <= kFileHello) {
+    std::cerr << ferry_stream.string() << ": too short for a ferry stream\n";
+    return 1;
+  }
+  fs::create_directories(dir);
+  for (uint8_t mode : {uint8_t{1}, uint8_t{0}}) {
+    Bytes seed{mode};
+    seed.insert(seed.end(), stream.begin() + kFileHello, stream.end());
+    write(dir / (mode ? "oneway" : "twoway"), seed);
+  }
+  return 0;
+}
+
 uint64_t be(const Bytes& f, uint64_t at, int n) {
   uint64_t v = 0;
   for (int i = 0; i < n; ++i) v = (v << 8) | f[at + static_cast<uint64_t>(i)];
@@ -295,7 +313,8 @@ int main(int argc, char** argv) {
     if (int rc = write_vmstate_seeds(dir)) return rc;
     write(dir / "stream" / "handmade", handmade(true));
     write(dir / "stream" / "handmade-novmdesc", handmade(false));
-    return write_ferry_seed(dir / "stream" / "ferry-1ch");
+    if (int rc = write_ferry_seed(dir / "stream" / "ferry-1ch")) return rc;
+    return write_destination_seeds(dir / "stream" / "ferry-1ch", dir / "destination");
   } catch (const std::exception& e) {
     std::cerr << "fuzz_make_seeds: " << e.what() << "\n";
     return 1;
