@@ -5,8 +5,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
+
+#include "transports/auth.h"
 
 namespace ferry::transport::handshake {
 namespace {
@@ -62,6 +65,8 @@ Wire encode(const Hello& h) {
   put_le<uint32_t>(&w[16], h.index);
   put_le<uint32_t>(&w[20], h.count);
   put_le<uint64_t>(&w[24], h.capabilities);
+  w[32] = static_cast<uint8_t>(h.auth);
+  std::copy(h.nonce.begin(), h.nonce.end(), &w[40]);
   put_le<uint32_t>(&w[60], fnv1a(w.data(), 60));
   return w;
 }
@@ -76,6 +81,8 @@ Hello decode(std::span<const uint8_t, kSize> b) {
   h.index = get_le<uint32_t>(&b[16]);
   h.count = get_le<uint32_t>(&b[20]);
   h.capabilities = get_le<uint64_t>(&b[24]);
+  h.auth = static_cast<Auth>(b[32]);
+  std::copy(&b[40], &b[40] + kNonceSize, h.nonce.begin());
   h.checksum_ok = get_le<uint32_t>(&b[60]) == fnv1a(b.data(), 60);
   return h;
 }
@@ -90,6 +97,10 @@ Hello local_hello(const Options& o, Role role, uint64_t session_id, uint32_t ind
   h.index = index;
   h.count = count;
   h.capabilities = caps;
+  if (!o.psk.empty()) {
+    h.auth = Auth::kPsk;
+    h.nonce = auth::random_nonce();
+  }
   return h;
 }
 
@@ -113,8 +124,30 @@ const char* to_string(Status s) {
     case Status::kCountMismatch: return "channel count mismatch";
     case Status::kIndexOutOfRange: return "channel index out of range";
     case Status::kDuplicateIndex: return "duplicate channel index";
+    case Status::kAuthRequired:
+      return "this end requires authentication (a pre-shared key), the peer offered none";
+    case Status::kAuthUnavailable:
+      return "the peer requires authentication and this end has no pre-shared key";
+    case Status::kAuthFailed: return "the peer did not prove the pre-shared key";
   }
   return "unknown refusal";
+}
+
+const char* refused_auth_message(Status s) {
+  switch (s) {
+    case Status::kAuthRequired:
+      return "the peer requires authentication and this end has no pre-shared key";
+    case Status::kAuthUnavailable:
+      return "this end requires authentication (a pre-shared key), the peer has none";
+    case Status::kAuthFailed:
+      return "the peer found this end's proof of the pre-shared key wrong (the keys differ)";
+    default: return to_string(s);
+  }
+}
+
+Status check_auth_mode(const Hello& local, const Hello& peer) {
+  if (peer.auth == local.auth) return Status::kOk;
+  return local.auth == Auth::kPsk ? Status::kAuthRequired : Status::kAuthUnavailable;
 }
 
 std::string mismatch_message(Status s, const Hello& local, const Hello& peer) {
@@ -137,6 +170,9 @@ std::string mismatch_message(Status s, const Hello& local, const Hello& peer) {
     case Status::kDuplicateIndex:
       return m + ": peer index " + std::to_string(peer.index) + " is already connected";
     case Status::kBadChecksum:
+    case Status::kAuthRequired:
+    case Status::kAuthUnavailable:
+    case Status::kAuthFailed:
     case Status::kOk:
       break;
   }
@@ -210,7 +246,7 @@ int write_until(int fd, const void* buf, size_t n, Clock::time_point deadline) {
 }
 
 Hello connect_exchange(int fd, const Hello& local, std::chrono::milliseconds timeout, int channel,
-                       const std::string& peer) {
+                       const std::string& peer, std::span<const uint8_t> psk) {
   const auto deadline = Clock::now() + timeout;
   Wire out = encode(local);
   if (int e = write_until(fd, out.data(), out.size(), deadline)) {
@@ -233,7 +269,9 @@ Hello connect_exchange(int fd, const Hello& local, std::chrono::milliseconds tim
   if (h.status != Status::kOk) {
     // The acceptor refused us; name its values next to ours where they differ.
     std::string m = mismatch_message(h.status, local, h);
-    if (h.status == Status::kIndexOutOfRange || h.status == Status::kDuplicateIndex) {
+    if (h.status == Status::kAuthRequired || h.status == Status::kAuthUnavailable) {
+      m = refused_auth_message(h.status);
+    } else if (h.status == Status::kIndexOutOfRange || h.status == Status::kDuplicateIndex) {
       m = std::string(to_string(h.status)) + ": local index " + std::to_string(local.index) +
           ", peer expects " + std::to_string(h.count) + " channels";
     }
@@ -246,6 +284,12 @@ Hello connect_exchange(int fd, const Hello& local, std::chrono::milliseconds tim
   if (s != Status::kOk) {
     throw TransportError(channel, peer, 0, "handshake refused: " + mismatch_message(s, local, h));
   }
+  // An acceptor that knows authentication refuses a mismatch itself; one that accepted anyway
+  // predates it (or misbehaves).
+  if (Status a = check_auth_mode(local, h); a != Status::kOk) {
+    throw TransportError(channel, peer, 0, std::string("handshake refused: ") + to_string(a));
+  }
+  if (local.auth == Auth::kPsk) auth::connector_prove(fd, psk, out, in, timeout, channel, peer);
   return h;
 }
 

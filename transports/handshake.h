@@ -10,7 +10,10 @@
 //       16    4  channel index
 //       20    4  channel count
 //       24    8  capabilities     include/ferry/transport.h Capability bits
-//       32   28  reserved         sent as zero, ignored on receipt (room for new fields)
+//       32    1  auth             0 none; 1 pre-shared key (transports/auth.h: a proof follows)
+//       33    7  reserved         sent as zero, ignored on receipt (room for new fields)
+//       40   16  nonce            random when auth is 1 (the key's proofs cover it), else zero
+//       56    4  reserved         sent as zero, ignored on receipt
 //       60    4  checksum         FNV-1a 32 over bytes 0..59
 //
 // Sockets: the connector sends its hello, the acceptor reads it, answers with its own (also when
@@ -18,6 +21,10 @@
 // connections. Files: the writer puts its hello at offset 0 and the reader checks it.
 // Magic and version are checked before the checksum so that a future layout still gets a clear
 // "version mismatch" rather than "bad checksum".
+// Authentication took bytes that version 1 reserved and changes nothing when neither end has a
+// key, so the version stays 1. An end with a key refuses a hello with auth 0 (kAuthRequired), an
+// end without one refuses auth 1 (kAuthUnavailable); a connector with a key also refuses an
+// acceptor answering auth 0, which is what an older ferry does.
 #pragma once
 
 #include <array>
@@ -46,7 +53,15 @@ enum class Status : uint8_t {
   kCountMismatch,
   kIndexOutOfRange,
   kDuplicateIndex,
+  // Authentication (transports/auth.h), worded from the side that refuses.
+  kAuthRequired,     // this end has a key, the peer's hello offered no authentication
+  kAuthUnavailable,  // the peer's hello asks for authentication, this end has no key
+  kAuthFailed,       // the peer's proof frame did not prove the key (or was no proof frame)
 };
+
+inline constexpr size_t kNonceSize = 16;
+using Nonce = std::array<uint8_t, kNonceSize>;
+enum class Auth : uint8_t { kNone = 0, kPsk = 1 };
 
 struct Hello {
   uint32_t magic = kMagic;
@@ -57,6 +72,8 @@ struct Hello {
   uint32_t index = 0;
   uint32_t count = 0;
   Capabilities capabilities = 0;
+  Auth auth = Auth::kNone;
+  Nonce nonce{};
   bool checksum_ok = true;  // set by decode()
 };
 
@@ -65,7 +82,8 @@ using Wire = std::array<uint8_t, kSize>;
 Wire encode(const Hello& h);
 Hello decode(std::span<const uint8_t, kSize> bytes);
 
-// This end's hello with the testing overrides of Options applied.
+// This end's hello with the testing overrides of Options applied; with Options::psk it asks
+// for authentication and carries a fresh nonce.
 Hello local_hello(const Options& o, Role role, uint64_t session_id, uint32_t index, uint32_t count,
                   Capabilities caps);
 
@@ -77,6 +95,11 @@ const char* to_string(Status s);
 Status check_basic(const Hello& local, const Hello& peer, Role expected_peer_role,
                    std::string* message);
 std::string mismatch_message(Status s, const Hello& local, const Hello& peer);
+// An authentication refusal as the refused side words it (to_string() words it as the refuser).
+const char* refused_auth_message(Status s);
+// Whether the peer's hello asks for the same authentication as this end's: kOk, kAuthRequired or
+// kAuthUnavailable (from this end's point of view).
+Status check_auth_mode(const Hello& local, const Hello& peer);
 
 using Clock = std::chrono::steady_clock;
 
@@ -86,10 +109,12 @@ size_t read_until(int fd, void* buf, size_t n, Clock::time_point deadline, int* 
 // Writes all n bytes or fails with an errno (ETIMEDOUT at the deadline).
 int write_until(int fd, const void* buf, size_t n, Clock::time_point deadline);
 
-// Connector side over a stream socket: send local, read the acceptor's answer, check it.
-// Returns the peer's hello; throws TransportError naming both values on any mismatch.
+// Connector side over a stream socket: send local, read the acceptor's answer, check it, and
+// with a key (psk not empty; local must then ask for authentication) prove it and check the
+// acceptor's proof (auth::connector_prove). Returns the peer's hello; throws TransportError
+// naming both values on any mismatch.
 Hello connect_exchange(int fd, const Hello& local, std::chrono::milliseconds timeout, int channel,
-                       const std::string& peer);
+                       const std::string& peer, std::span<const uint8_t> psk = {});
 
 uint64_t random_session_id();
 

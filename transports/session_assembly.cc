@@ -32,6 +32,11 @@ SessionVerdict SessionRules::judge(const hs::Hello& peer, Capabilities caps) con
                             peer.index, count, caps);
   v.status = hs::check_basic(v.reply, peer, hs::Role::kConnector, &v.refusal);
   if (v.status == hs::Status::kOk) {
+    // Before the session's fields: a peer that cannot authenticate learns nothing else.
+    v.status = hs::check_auth_mode(v.reply, peer);
+    if (v.status != hs::Status::kOk) v.refusal = hs::to_string(v.status);
+  }
+  if (v.status == hs::Status::kOk) {
     if (peer.session_id != v.reply.session_id) v.status = hs::Status::kSessionMismatch;
     else if (peer.count != v.reply.count) v.status = hs::Status::kCountMismatch;
     else if (peer.index >= peer.count) v.status = hs::Status::kIndexOutOfRange;

@@ -8,6 +8,11 @@
 // per-index slots, and a peer must not make the listener allocate what it likes (2^32-1 slots
 // were ~16 GiB and a bad_alloc out of accept()).
 //
+// With a pre-shared key (Options::psk) judge() also refuses a hello without authentication, and
+// the listener admits a connection only after its proof (transports/auth.h) checked out and a
+// second judge() still accepts it: the session is adopted only from a peer that proved the key,
+// so a hijacker connecting first with a wrong key (or none) is refused and the real one gets in.
+//
 // SessionAssembly<Conn> keeps per index the connection (an fd, an rdma endpoint), the peer's
 // text and its hello, counts arrivals and remembers the last refusal for the accept-timeout
 // error. The listener owns the connections until they pass judge(); it sends the reply judge()

@@ -91,6 +91,12 @@ void check_values(const ferry_options& o, Side side, const char* function) {
           "options->verify must be FERRY_VERIFY_OFF, FERRY_VERIFY_DIGEST or FERRY_VERIFY_FULL");
   check_flag(o.rdma_placement, "rdma_placement", function);
   check_flag(o.page_table_zero, "page_table_zero", function);
+  check_flag(o.insecure, "insecure", function);
+  require((o.psk == nullptr) == (o.psk_len == 0), function,
+          "options->psk and options->psk_len must both be set or both be 0/NULL");
+  require(o.psk_len == 0 || o.psk_len >= 32, function,
+          "options->psk_len is " + std::to_string(o.psk_len) +
+              "; a pre-shared key needs at least 32 bytes (256 bits)");
   require(!o.xbzrle || o.xbzrle_cache_bytes > 0, function,
           "options->xbzrle_cache_bytes must be > 0 with xbzrle");
 }
@@ -107,6 +113,8 @@ Settings read_options(const ferry_options* options, Side side, const char* funct
   s.transport.handshake_timeout = milliseconds(o.handshake_timeout_ms);
   s.transport.accept_timeout = milliseconds(o.accept_timeout_ms);
   s.transport.io_timeout = milliseconds(o.io_timeout_ms);
+  if (o.psk) s.transport.psk.assign(o.psk, o.psk + o.psk_len);
+  s.transport.insecure = o.insecure != 0;
   MigrationConfig& m = s.migration;
   m.downtime_limit = milliseconds(o.downtime_limit_ms);
   m.max_iterations = o.max_iterations;

@@ -86,6 +86,17 @@ struct Options {
   // file transport: fdatasync() each file in close().
   bool file_sync = true;
 
+  // Authentication (tcp and unix; rdma refuses a key for now). With a pre-shared key, at least
+  // 32 bytes (256 bits) and the same on both ends, every channel's handshake proves it both ways
+  // (HKDF-SHA256 and HMAC-SHA256 over both ends' nonces and the session parameters, see
+  // transports/auth.h) and a peer without it, or with another key, is refused with a message
+  // saying which end lacks what; a listener adopts a session only from a peer that proved it.
+  // Without a key no proof is exchanged, and a peer that requires one is refused. listen()
+  // refuses a tcp address that is not loopback without a key unless insecure is set (unix
+  // sockets and loopback are fine without).
+  std::vector<uint8_t> psk;
+  bool insecure = false;
+
   // Testing hooks: the values this end puts in its handshake.
   uint32_t handshake_magic = 0;    // 0 = the real magic
   uint16_t protocol_version = 0;   // 0 = the current version

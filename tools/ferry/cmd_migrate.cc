@@ -344,7 +344,7 @@ std::pair<CLI::App*, Runner> add_demo_command(CLI::App& app) {
       "demo",
       "Live-migrate a synthetic guest memory image (default 2 GiB) that a writer keeps "
       "dirtying, from this process to a forked destination over loopback, and verify it");
-  add_migrate_options(sub, *o, kImageOptions | kSourceOptions | kOutputOptions);
+  add_migrate_options(sub, *o, kImageOptions | kSourceOptions | kOutputOptions | kAuthOptions);
   sub->add_option("--uri", o->uri,
                   "where the destination listens (tcp:HOST:PORT, unix:/path, rdma:HOST:PORT)")
       ->capture_default_str();
@@ -363,7 +363,7 @@ std::pair<CLI::App*, Runner> add_send_command(CLI::App& app) {
                   "seconds to keep retrying a refused connection")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
-  add_migrate_options(sub, *o, kImageOptions | kSourceOptions | kOutputOptions);
+  add_migrate_options(sub, *o, kImageOptions | kSourceOptions | kOutputOptions | kAuthOptions);
   return {sub, [o] { return run_send(*o); }};
 }
 
@@ -383,7 +383,7 @@ std::pair<CLI::App*, Runner> add_recv_command(CLI::App& app) {
   sub->add_option("--accept-timeout", o->accept_timeout_s, "seconds to wait for the sender")
       ->check(CLI::Range(0.1, 86400.0))
       ->capture_default_str();
-  add_migrate_options(sub, *o, kImageOptions);
+  add_migrate_options(sub, *o, kImageOptions | kAuthOptions);
   sub->add_flag("--thp", o->destination_thp,
                 "back the received guest RAM with transparent huge pages, as QEMU does (faster "
                 "to fill; on hosts that reclaim free huge blocks it can be much slower)");

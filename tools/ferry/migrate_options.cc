@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "tools/ferry/cli_util.h"
+#include "tools/ferry/psk_file.h"
 
 namespace ferry::cli {
 
@@ -51,6 +52,7 @@ std::string MigrateOptions::resolve() {
   }
   if (size / page_size > (uint64_t{1} << 32)) return "--size " + size_text + " is too large";
   if (!(dirty_rate_mib >= 0) || std::isinf(dirty_rate_mib)) return "--dirty-rate must be >= 0";
+  if (!psk_file.empty()) return read_psk_file(psk_file, &psk);
   return "";
 }
 
@@ -78,6 +80,8 @@ transport::Options MigrateOptions::transport_options(uint32_t n) const {
   t.accept_timeout = std::chrono::milliseconds(static_cast<int64_t>(accept_timeout_s * 1000));
   // A peer that stops moving bytes for this long has gone: end instead of hanging.
   t.io_timeout = std::chrono::seconds(60);
+  t.psk = psk;
+  t.insecure = insecure;
   return t;
 }
 
@@ -161,6 +165,16 @@ void add_migrate_options(CLI::App* sub, MigrateOptions& o, unsigned sets) {
                     "after the final pass (also catches missed dirty pages; costs blackout); off")
         ->check(CLI::IsMember({"digest", "full", "off"}))
         ->capture_default_str();
+  }
+  if (sets & kAuthOptions) {
+    sub->add_option("--psk-file", o.psk_file,
+                    "pre-shared key both ends prove on every channel (the file's bytes, at least "
+                    "32, e.g. from head -c 32 /dev/urandom; mode 0600 or stricter); required to "
+                    "listen on an address that is not loopback unless --insecure")
+        ->type_name("FILE");
+    sub->add_flag("--insecure", o.insecure,
+                  "allow listening on an address that is not loopback without --psk-file: "
+                  "anyone who can reach the port can send the guest's memory");
   }
   if (sets & kOutputOptions) {
     sub->add_option("--json", o.json_file, "write the migration statistics as JSON to FILE")

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -48,6 +49,9 @@ struct MigrateOptions {
   std::string json_file;
   std::string report_file;
   bool quiet = false;
+  // Authentication: --psk-file (read by resolve() into psk) and --insecure.
+  std::string psk_file;
+  bool insecure = false;
   // Where: demo and recv listen on it, send connects to it.
   std::string uri = "tcp:127.0.0.1:0";
 
@@ -57,9 +61,10 @@ struct MigrateOptions {
   uint64_t hot_set = 0;
   uint64_t bandwidth = 0;
   ImageContent content = ImageContent::kMix;
+  std::vector<uint8_t> psk;
 
-  // Parses the size texts (already validated) and checks how they combine; returns an error
-  // message for a usage error, "" when fine.
+  // Parses the size texts (already validated), checks how they combine and reads --psk-file;
+  // returns an error message for a usage error, "" when fine.
   std::string resolve();
 
   MigrationConfig engine_config() const;
@@ -76,6 +81,7 @@ enum OptionSet : unsigned {
   kImageOptions = 1,    // --size --page-size --seed --content
   kSourceOptions = 2,   // --dirty-rate --hot-set --channels --xbzrle --zero --lz4 --downtime-ms ...
   kOutputOptions = 4,   // --json --report --quiet
+  kAuthOptions = 8,     // --psk-file --insecure
 };
 void add_migrate_options(CLI::App* sub, MigrateOptions& o, unsigned sets);
 

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "transports/auth.h"
 #include "transports/cancel_event.h"
 #include "transports/handshake.h"
 #include "transports/session_assembly.h"
@@ -60,6 +61,13 @@ class StreamListener final : public Listener {
     socklen_t len = sizeof ss;
     ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len);
     listener_local_ = is_local(reinterpret_cast<sockaddr*>(&ss));
+    if (uri_.scheme == "tcp" && !listener_local_ && opts_.psk.empty() && !opts_.insecure) {
+      throw TransportError(-1, address_, EACCES,
+                           "refusing to listen on an address that is not loopback without "
+                           "authentication: give a pre-shared key (Options::psk, ferry "
+                           "--psk-file) or, to let in anyone who can reach the port, set "
+                           "Options::insecure (ferry --insecure)");
+    }
   }
   ~StreamListener() override {
     if (uri_.scheme == "unix") ::unlink(uri_.path.c_str());
@@ -70,18 +78,40 @@ class StreamListener final : public Listener {
   void cancel() noexcept override { cancel_.signal(); }
 
  private:
-  // A connection whose hello has not fully arrived yet.
+  // A connection not yet in the session: its hello, then (with a key) its proof, arriving.
   struct Pending {
     Fd fd;
     std::string peer;
-    hs::Wire buf{};
+    hs::Wire buf{};  // the peer's hello as it arrived
     size_t got = 0;
     Clock::time_point deadline;
+    // Authentication: entered once the hellos crossed; the reply as sent and the peer's proof.
+    bool proving = false;
+    hs::Wire reply{};
+    auth::FrameWire proof{};
+    size_t proof_got = 0;
+
+    std::span<uint8_t> missing() {
+      return proving ? std::span<uint8_t>(proof).subspan(proof_got)
+                     : std::span<uint8_t>(buf).subspan(got);
+    }
+    void arrived(size_t n) { (proving ? proof_got : got) += n; }
+    const char* stage() const { return proving ? "its proof" : "its hello"; }
+    std::string progress() const {
+      return proving ? std::to_string(proof_got) + " of " + std::to_string(auth::kFrameSize)
+                     : std::to_string(got) + " of " + std::to_string(hs::kSize);
+    }
   };
 
   void accept_new(std::vector<Pending>& pending);
-  // Returns false when the connection was refused (and closed).
+  // Reads what arrived; returns true when the connection is settled (admitted or refused).
+  bool read_pending(Pending& p);
+  // Judges a complete hello and answers it. Returns true when the connection goes on to prove
+  // the key (p stays pending), false when it was admitted or refused.
   bool evaluate(Pending& p);
+  // Checks a complete proof, answers with this end's proof or a refusal, admits or refuses.
+  void evaluate_proof(Pending& p);
+  void admit(Pending& p);
   void refuse(const Pending& p, int err, const std::string& why);
 
   Uri uri_;
@@ -128,8 +158,8 @@ bool StreamListener::evaluate(Pending& p) {
   const hs::Hello peer = hs::decode(p.buf);
   const SessionVerdict v = session_.judge(peer, advertised(uri_, opts_));
   // Answer even a refusal, so the connector can name both values too.
-  const hs::Wire out = hs::encode(v.reply);
-  const int werr = hs::write_until(p.fd.get(), out.data(), out.size(),
+  p.reply = hs::encode(v.reply);
+  const int werr = hs::write_until(p.fd.get(), p.reply.data(), p.reply.size(),
                                    Clock::now() + opts_.handshake_timeout);
   if (!v.accepted()) {
     refuse(p, 0, v.refusal);
@@ -139,9 +169,71 @@ bool StreamListener::evaluate(Pending& p) {
     refuse(p, werr, "sending handshake reply");
     return false;
   }
+  if (v.reply.auth == hs::Auth::kPsk) {
+    p.proving = true;
+    p.deadline = Clock::now() + opts_.handshake_timeout;
+    return true;
+  }
+  admit(p);
+  return false;
+}
+
+void StreamListener::evaluate_proof(Pending& p) {
+  const auth::Frame theirs = auth::decode(p.proof);
+  auth::Frame answer;
+  std::string why;
+  if (theirs.magic != auth::kFrameMagic || theirs.status != hs::Status::kOk ||
+      !auth::verify(opts_.psk, hs::Role::kConnector, p.buf, p.reply, theirs.tag)) {
+    answer.status = hs::Status::kAuthFailed;
+    why = hs::to_string(answer.status);
+  } else {
+    // Another connection may have adopted the session or taken the index since the hello.
+    const SessionVerdict v = session_.judge(hs::decode(p.buf), advertised(uri_, opts_));
+    answer.status = v.status;
+    why = v.refusal;
+  }
+  if (answer.status == hs::Status::kOk) {
+    answer.tag = auth::proof(opts_.psk, hs::Role::kAcceptor, p.buf, p.reply);
+  }
+  const auth::FrameWire out = auth::encode(answer);
+  const int werr = hs::write_until(p.fd.get(), out.data(), out.size(),
+                                   Clock::now() + opts_.handshake_timeout);
+  if (answer.status != hs::Status::kOk) {
+    refuse(p, 0, why);
+  } else if (werr != 0) {
+    refuse(p, werr, "sending this end's proof");
+  } else {
+    admit(p);
+  }
+}
+
+void StreamListener::admit(Pending& p) {
   set_blocking(p.fd.get(), true);
-  session_.admit(peer, p.peer, std::move(p.fd));
-  return true;
+  session_.admit(hs::decode(p.buf), p.peer, std::move(p.fd));
+}
+
+bool StreamListener::read_pending(Pending& p) {
+  ssize_t n = 0;
+  // Until the socket is empty, so a close right behind the bytes is seen now.
+  while (!p.missing().empty()) {
+    const std::span<uint8_t> want = p.missing();
+    n = ::read(p.fd.get(), want.data(), want.size());
+    if (n <= 0) break;
+    p.arrived(static_cast<size_t>(n));
+  }
+  if (p.missing().empty()) {
+    if (p.proving) {
+      evaluate_proof(p);
+      return true;
+    }
+    return !evaluate(p);
+  }
+  if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+    refuse(p, n == 0 ? 0 : errno,
+           "connection closed after " + p.progress() + " bytes of " + p.stage());
+    return true;
+  }
+  return false;
 }
 
 std::vector<ChannelPtr> StreamListener::accept() {
@@ -166,26 +258,11 @@ std::vector<ChannelPtr> StreamListener::accept() {
       Pending& p = pending[i];
       bool drop = false;
       if (r > 0 && (pfds[i + 1].revents & (POLLIN | POLLHUP | POLLERR))) {
-        ssize_t n;
-        // Until the socket is empty, so a close right behind the bytes is seen now.
-        while ((n = ::read(p.fd.get(), p.buf.data() + p.got, p.buf.size() - p.got)) > 0) {
-          p.got += static_cast<size_t>(n);
-          if (p.got == p.buf.size()) break;
-        }
-        if (p.got == p.buf.size()) {
-          evaluate(p);
-          drop = true;
-        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-          refuse(p, n == 0 ? 0 : errno,
-                 "connection closed after " + std::to_string(p.got) + " of " +
-                     std::to_string(hs::kSize) + " bytes of its hello");
-          drop = true;
-        }
+        drop = read_pending(p);
       }
       if (!drop && now >= p.deadline) {
         refuse(p, ETIMEDOUT,
-               "sent " + std::to_string(p.got) + " of " + std::to_string(hs::kSize) +
-                   " bytes of its hello within " +
+               "sent " + p.progress() + " bytes of " + p.stage() + " within " +
                    std::to_string(opts_.handshake_timeout.count()) + " ms");
         drop = true;
       }
@@ -215,6 +292,7 @@ std::vector<ChannelPtr> StreamListener::accept() {
 }  // namespace
 
 std::unique_ptr<Listener> listen(const Uri& uri, const Options& options) {
+  auth::check_key(options, uri.to_string());
   return std::make_unique<StreamListener>(uri, options);
 }
 
@@ -222,6 +300,7 @@ std::vector<ChannelPtr> connect(const Uri& uri, const Options& options) {
   if (options.channels == 0) {
     throw TransportError(-1, uri.to_string(), EINVAL, "connect: options.channels must be >= 1");
   }
+  auth::check_key(options, uri.to_string());
   const uint64_t session = options.session_id ? options.session_id : hs::random_session_id();
   std::vector<ChannelPtr> out;
   out.reserve(options.channels);
@@ -236,7 +315,8 @@ std::vector<ChannelPtr> connect(const Uri& uri, const Options& options) {
     }
     const hs::Hello local = hs::local_hello(options, hs::Role::kConnector, session, i,
                                             options.channels, advertised(uri, options));
-    const hs::Hello remote = hs::connect_exchange(fd.get(), local, options.handshake_timeout, idx, peer);
+    const hs::Hello remote =
+        hs::connect_exchange(fd.get(), local, options.handshake_timeout, idx, peer, options.psk);
     out.push_back(make_channel(uri, std::move(fd), options, local, remote, peer));
   }
   return out;
