@@ -145,26 +145,17 @@ bool verify(std::span<const uint8_t> psk, hs::Role prover,
   return CRYPTO_memcmp(expected.data(), received.data(), kTagSize) == 0;
 }
 
-void connector_prove(int fd, std::span<const uint8_t> psk, const hs::Wire& connector_hello,
-                     const hs::Wire& acceptor_hello, std::chrono::milliseconds timeout,
-                     int channel, const std::string& peer) {
-  const auto deadline = hs::Clock::now() + timeout;
-  Frame mine;
-  mine.tag = proof(psk, hs::Role::kConnector, connector_hello, acceptor_hello);
-  const FrameWire out = encode(mine);
-  if (int e = hs::write_until(fd, out.data(), out.size(), deadline)) {
-    throw TransportError(channel, peer, e, "authentication: sending this end's proof");
-  }
-  FrameWire in{};
-  int err = 0;
-  const size_t got = hs::read_until(fd, in.data(), in.size(), deadline, &err);
-  if (got < in.size()) {
-    std::string what = "authentication: received " + std::to_string(got) + " of " +
-                       std::to_string(kFrameSize) + " bytes of the peer's proof";
-    if (err == 0) what += " before the peer closed the connection";
-    throw TransportError(channel, peer, err, what);
-  }
-  const Frame theirs = decode(in);
+FrameWire connector_frame(std::span<const uint8_t> psk, const hs::Wire& connector_hello,
+                          const hs::Wire& acceptor_hello) {
+  Frame f;
+  f.tag = proof(psk, hs::Role::kConnector, connector_hello, acceptor_hello);
+  return encode(f);
+}
+
+void check_acceptor_frame(std::span<const uint8_t> psk, const hs::Wire& connector_hello,
+                          const hs::Wire& acceptor_hello, const FrameWire& answer, int channel,
+                          const std::string& peer) {
+  const Frame theirs = decode(answer);
   if (theirs.magic != kFrameMagic) {
     throw TransportError(channel, peer, 0, "authentication refused: the peer sent no proof frame");
   }
@@ -178,6 +169,33 @@ void connector_prove(int fd, std::span<const uint8_t> psk, const hs::Wire& conne
                          std::string("authentication refused: ") +
                              hs::to_string(hs::Status::kAuthFailed));
   }
+}
+
+bool connector_proved(std::span<const uint8_t> psk, const hs::Wire& connector_hello,
+                      const hs::Wire& acceptor_hello, const FrameWire& frame) {
+  const Frame f = decode(frame);
+  return f.magic == kFrameMagic && f.status == hs::Status::kOk &&
+         verify(psk, hs::Role::kConnector, connector_hello, acceptor_hello, f.tag);
+}
+
+void connector_prove(int fd, std::span<const uint8_t> psk, const hs::Wire& connector_hello,
+                     const hs::Wire& acceptor_hello, std::chrono::milliseconds timeout,
+                     int channel, const std::string& peer) {
+  const auto deadline = hs::Clock::now() + timeout;
+  const FrameWire out = connector_frame(psk, connector_hello, acceptor_hello);
+  if (int e = hs::write_until(fd, out.data(), out.size(), deadline)) {
+    throw TransportError(channel, peer, e, "authentication: sending this end's proof");
+  }
+  FrameWire in{};
+  int err = 0;
+  const size_t got = hs::read_until(fd, in.data(), in.size(), deadline, &err);
+  if (got < in.size()) {
+    std::string what = "authentication: received " + std::to_string(got) + " of " +
+                       std::to_string(kFrameSize) + " bytes of the peer's proof";
+    if (err == 0) what += " before the peer closed the connection";
+    throw TransportError(channel, peer, err, what);
+  }
+  check_acceptor_frame(psk, connector_hello, acceptor_hello, in, channel, peer);
 }
 
 }  // namespace ferry::transport::auth

@@ -22,7 +22,8 @@
 //        5    3  reserved sent as zero
 //        8   32  tag      HMAC-SHA256 as above (zero when status != 0)
 //
-// The connector proves first; the acceptor checks that proof (CRYPTO_memcmp) before it proves
+// On tcp and unix the frames follow the hello on the socket; on rdma each is one message (the
+// hello being the first). The connector proves first; the acceptor checks that proof (CRYPTO_memcmp) before it proves
 // anything itself or admits the connection into its session, so a peer without the key never
 // sees an acceptor's tag, never adopts a session (session_id 0 listeners) and gets a refusal
 // frame saying why. The connector then checks the acceptor's tag: a listener without the key
@@ -72,8 +73,20 @@ bool verify(std::span<const uint8_t> psk, handshake::Role prover,
             std::span<const uint8_t, handshake::kSize> connector_hello,
             std::span<const uint8_t, handshake::kSize> acceptor_hello, const Tag& received);
 
-// The connector's side after the hellos crossed: sends its proof, reads the acceptor's frame and
-// checks its tag. Throws TransportError saying which side failed.
+// The connector's proof frame.
+FrameWire connector_frame(std::span<const uint8_t> psk, const handshake::Wire& connector_hello,
+                          const handshake::Wire& acceptor_hello);
+// Checks the acceptor's answer to it: a refusal or a tag that does not prove the key throws
+// TransportError saying which side failed.
+void check_acceptor_frame(std::span<const uint8_t> psk, const handshake::Wire& connector_hello,
+                          const handshake::Wire& acceptor_hello, const FrameWire& answer,
+                          int channel, const std::string& peer);
+// Whether a connector's frame proves the key (the acceptor's check, constant time).
+bool connector_proved(std::span<const uint8_t> psk, const handshake::Wire& connector_hello,
+                      const handshake::Wire& acceptor_hello, const FrameWire& frame);
+
+// The connector's side over a stream socket after the hellos crossed: sends its proof, reads
+// the acceptor's frame and checks it (the two functions above).
 void connector_prove(int fd, std::span<const uint8_t> psk, const handshake::Wire& connector_hello,
                      const handshake::Wire& acceptor_hello, std::chrono::milliseconds timeout,
                      int channel, const std::string& peer);

@@ -245,23 +245,7 @@ int write_until(int fd, const void* buf, size_t n, Clock::time_point deadline) {
   return 0;
 }
 
-Hello connect_exchange(int fd, const Hello& local, std::chrono::milliseconds timeout, int channel,
-                       const std::string& peer, std::span<const uint8_t> psk) {
-  const auto deadline = Clock::now() + timeout;
-  Wire out = encode(local);
-  if (int e = write_until(fd, out.data(), out.size(), deadline)) {
-    throw TransportError(channel, peer, e, "sending handshake");
-  }
-  Wire in{};
-  int err = 0;
-  size_t got = read_until(fd, in.data(), in.size(), deadline, &err);
-  if (got < in.size()) {
-    std::string what = "handshake: received " + std::to_string(got) + " of " +
-                       std::to_string(kSize) + " bytes of the peer's hello";
-    if (err == 0) what += " before the peer closed the connection";
-    throw TransportError(channel, peer, err, what);
-  }
-  Hello h = decode(in);
+void check_reply(const Hello& local, const Hello& h, int channel, const std::string& peer) {
   std::string msg;
   if (check_basic(local, h, Role::kAcceptor, &msg) != Status::kOk) {
     throw TransportError(channel, peer, 0, "handshake refused: " + msg);
@@ -289,6 +273,26 @@ Hello connect_exchange(int fd, const Hello& local, std::chrono::milliseconds tim
   if (Status a = check_auth_mode(local, h); a != Status::kOk) {
     throw TransportError(channel, peer, 0, std::string("handshake refused: ") + to_string(a));
   }
+}
+
+Hello connect_exchange(int fd, const Hello& local, std::chrono::milliseconds timeout, int channel,
+                       const std::string& peer, std::span<const uint8_t> psk) {
+  const auto deadline = Clock::now() + timeout;
+  Wire out = encode(local);
+  if (int e = write_until(fd, out.data(), out.size(), deadline)) {
+    throw TransportError(channel, peer, e, "sending handshake");
+  }
+  Wire in{};
+  int err = 0;
+  size_t got = read_until(fd, in.data(), in.size(), deadline, &err);
+  if (got < in.size()) {
+    std::string what = "handshake: received " + std::to_string(got) + " of " +
+                       std::to_string(kSize) + " bytes of the peer's hello";
+    if (err == 0) what += " before the peer closed the connection";
+    throw TransportError(channel, peer, err, what);
+  }
+  const Hello h = decode(in);
+  check_reply(local, h, channel, peer);
   if (local.auth == Auth::kPsk) auth::connector_prove(fd, psk, out, in, timeout, channel, peer);
   return h;
 }

@@ -109,6 +109,11 @@ size_t read_until(int fd, void* buf, size_t n, Clock::time_point deadline, int* 
 // Writes all n bytes or fails with an errno (ETIMEDOUT at the deadline).
 int write_until(int fd, const void* buf, size_t n, Clock::time_point deadline);
 
+// Connector side, any transport: checks the acceptor's answer to local (basic fields, its
+// status, the session's fields, the authentication mode). Throws TransportError naming both
+// values on any mismatch.
+void check_reply(const Hello& local, const Hello& reply, int channel, const std::string& peer);
+
 // Connector side over a stream socket: send local, read the acceptor's answer, check it, and
 // with a key (psk not empty; local must then ask for authentication) prove it and check the
 // acceptor's proof (auth::connector_prove). Returns the peer's hello; throws TransportError

@@ -52,6 +52,23 @@ SessionVerdict SessionRules::judge(const hs::Hello& peer, Capabilities caps) con
   return v;
 }
 
+SessionVerdict SessionRules::judge_proof(const hs::Wire& hello, const hs::Wire& reply,
+                                         const auth::FrameWire& proof, Capabilities caps,
+                                         auth::FrameWire* answer) const {
+  SessionVerdict v;
+  if (!auth::connector_proved(opts_.psk, hello, reply, proof)) {
+    v.status = hs::Status::kAuthFailed;
+    v.refusal = hs::to_string(v.status);
+  } else {
+    v = judge(hs::decode(hello), caps);
+  }
+  auth::Frame f;
+  f.status = v.status;
+  if (v.accepted()) f.tag = auth::proof(opts_.psk, hs::Role::kAcceptor, hello, reply);
+  *answer = auth::encode(f);
+  return v;
+}
+
 void SessionRules::refuse(const std::string& peer, int err, const std::string& why,
                           const RefusalCallback& on_refused) {
   TransportError e(-1, peer, err, "refused connection: " + why);

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "ferry/transport.h"
+#include "transports/auth.h"
 #include "transports/handshake.h"
 
 namespace ferry::transport {
@@ -50,6 +51,14 @@ class SessionRules {
   // Judges a complete hello from a connection not yet in the session. Does not change the
   // session: the listener admits the connection only once the reply went out.
   SessionVerdict judge(const handshake::Hello& peer, Capabilities caps) const;
+
+  // Judges the proof frame of a connection whose hello judge() accepted (hello and reply as
+  // they went on the wire): kAuthFailed unless it proves the key, otherwise judge() again, since
+  // another connection may have adopted the session or taken the index meanwhile. *answer is
+  // the frame to send back either way: this end's proof when accepted, the refusal otherwise.
+  SessionVerdict judge_proof(const handshake::Wire& hello, const handshake::Wire& reply,
+                             const auth::FrameWire& proof, Capabilities caps,
+                             auth::FrameWire* answer) const;
 
   // Reports a refused connection to on_refused and keeps it for the accept-timeout error.
   void refuse(const std::string& peer, int err, const std::string& why,

@@ -114,13 +114,14 @@ typedef struct ferry_options {
    * anonymous RAM that the page tables show never populated (or mapping the shared zero page) go
    * as zero without being read, on Linux 6.7+ (1). 0: every page is read. */
   uint32_t page_table_zero;
-  /* Since struct_size 96. Authentication (tcp and unix; rdma refuses a key for now). psk points to psk_len bytes of
-   * pre-shared key, at least 32 (256 bits), the same on both ends; NULL/0 = no key. The library
-   * copies the bytes in ferry_source_new/ferry_destination_new: the caller may wipe and free
-   * them once that returned. With a key every channel proves it both ways and a peer without it
-   * (or with another) is refused, naming which end lacks what; without one, a peer that requires
-   * a key is refused. A destination refuses to listen on a tcp address that is not loopback
-   * without a key unless insecure is 1 (unix and loopback are fine without). */
+  /* Since struct_size 96 (older callers get no key). Authentication (tcp, unix and rdma): psk
+   * points to psk_len bytes of pre-shared key, at least 32 (256 bits), the same on both ends;
+   * NULL/0 = no key. The library copies the bytes in ferry_source_new/ferry_destination_new: the
+   * caller may wipe and free them once that returned. With a key every channel proves it both
+   * ways and a peer without it (or with another) is refused, naming which end lacks what;
+   * without one, a peer that requires a key is refused. A destination refuses to listen on a
+   * tcp address that is not loopback without a key unless insecure is 1 (unix and loopback are
+   * fine without). */
   const uint8_t* psk;              /* (NULL) */
   uint32_t psk_len;                /* (0; else >= 32) */
   uint32_t insecure;               /* (0) */

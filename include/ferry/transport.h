@@ -86,7 +86,7 @@ struct Options {
   // file transport: fdatasync() each file in close().
   bool file_sync = true;
 
-  // Authentication (tcp and unix; rdma refuses a key for now). With a pre-shared key, at least
+  // Authentication (tcp, unix and rdma). With a pre-shared key, at least
   // 32 bytes (256 bits) and the same on both ends, every channel's handshake proves it both ways
   // (HKDF-SHA256 and HMAC-SHA256 over both ends' nonces and the session parameters, see
   // transports/auth.h) and a peer without it, or with another key, is refused with a message

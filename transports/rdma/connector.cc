@@ -7,6 +7,7 @@
 #include <chrono>
 #include <thread>
 
+#include "transports/auth.h"
 #include "transports/handshake.h"
 #include "transports/rdma/channel.h"
 #include "transports/rdma/endpoint.h"
@@ -125,24 +126,21 @@ std::unique_ptr<Endpoint> connect_once(const Uri& uri, const Options& o, uint32_
                          "handshake: no hello from the peer: " + e.detail());
   }
   const hs::Hello h = hs::decode(in);
-  std::string msg;
-  if (hs::check_basic(local, h, hs::Role::kAcceptor, &msg) != hs::Status::kOk) {
-    throw TransportError(idx, ep->peer_, 0, "handshake refused: " + msg);
-  }
-  if (h.status != hs::Status::kOk) {
-    std::string m = hs::mismatch_message(h.status, local, h);
-    if (h.status == hs::Status::kIndexOutOfRange || h.status == hs::Status::kDuplicateIndex) {
-      m = std::string(hs::to_string(h.status)) + ": local index " + std::to_string(local.index) +
-          ", peer expects " + std::to_string(h.count) + " channels";
+  hs::check_reply(local, h, idx, ep->peer_);
+  // With a key, the proof frames as the second message each way (transports/auth.h).
+  auth::FrameWire mine{}, theirs{};
+  if (local.auth == hs::Auth::kPsk) {
+    mine = auth::connector_frame(o.psk, out, in);
+    iovec pv{mine.data(), mine.size()};
+    ep->send(std::span<const iovec>(&pv, 1), 0, "authentication");
+    iovec pr{theirs.data(), theirs.size()};
+    try {
+      ep->recv(std::span<const iovec>(&pr, 1), o.handshake_timeout, "authentication");
+    } catch (const TransportError& e) {
+      throw TransportError(idx, ep->peer_, e.error_code(),
+                           "authentication: no proof from the peer: " + e.detail());
     }
-    throw TransportError(idx, ep->peer_, 0, "handshake refused by peer: " + m);
-  }
-  hs::Status s = hs::Status::kOk;
-  if (h.session_id != local.session_id) s = hs::Status::kSessionMismatch;
-  else if (h.count != local.count) s = hs::Status::kCountMismatch;
-  else if (h.index != local.index) s = hs::Status::kIndexOutOfRange;
-  if (s != hs::Status::kOk) {
-    throw TransportError(idx, ep->peer_, 0, "handshake refused: " + hs::mismatch_message(s, local, h));
+    auth::check_acceptor_frame(o.psk, out, in, theirs, idx, ep->peer_);
   }
   ep->wait_all("handshake");
   *peer_hello = h;

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "transports/auth.h"
 #include "transports/cancel_event.h"
 #include "transports/handshake.h"
 #include "transports/rdma/channel.h"
@@ -63,13 +64,24 @@ class RdmaListener final : public Listener {
     std::unique_ptr<Endpoint> ep;
     Clock::time_point deadline;
     bool established = false;
+    // Authentication: after the hellos crossed, its hello and the reply as they were sent.
+    bool proving = false;
+    hs::Wire hello{};
+    hs::Wire reply{};
   };
 
   void refuse(const std::string& peer, int err, const std::string& why) {
     session_.refuse(peer, err, why, on_refused_);
   }
   void on_request(rdma_cm_id* id);
+  // Judges a hello and answers it; returns true when the connection is settled (admitted or
+  // refused), false when it goes on to prove the key.
   bool evaluate(Pending& p, const hs::Wire& in);
+  // Judges its proof frame and answers it; the connection is settled either way.
+  void evaluate_proof(Pending& p, const auth::FrameWire& in);
+  // Sends bytes during the handshake; false (and the connection refused) when that failed.
+  bool send_handshake(Pending& p, std::span<const uint8_t> bytes, const char* what);
+  void admit(Pending& p, const hs::Hello& peer);
 
   Uri uri_;
   Options opts_;
@@ -96,26 +108,53 @@ void RdmaListener::on_request(rdma_cm_id* id) {
   pending_.push_back(Pending{std::move(ep), Clock::now() + opts_.handshake_timeout, false});
 }
 
+bool RdmaListener::send_handshake(Pending& p, std::span<const uint8_t> bytes, const char* what) {
+  iovec v{const_cast<uint8_t*>(bytes.data()), bytes.size()};
+  try {
+    p.ep->send(std::span<const iovec>(&v, 1), 0, what);
+    p.ep->wait_all(what);
+  } catch (const TransportError& e) {
+    refuse(p.ep->peer_, e.error_code(), std::string("sending ") + what + ": " + e.detail());
+    return false;
+  }
+  return true;
+}
+
 bool RdmaListener::evaluate(Pending& p, const hs::Wire& in) {
   const hs::Hello peer = hs::decode(in);
   const SessionVerdict verdict = session_.judge(peer, kCaps);
   const hs::Wire out = hs::encode(verdict.reply);
-  iovec v{const_cast<uint8_t*>(out.data()), out.size()};
-  try {
-    p.ep->send(std::span<const iovec>(&v, 1), 0, "handshake reply");
-    p.ep->wait_all("handshake reply");
-  } catch (const TransportError& e) {
-    refuse(p.ep->peer_, e.error_code(), "sending handshake reply: " + e.detail());
-    return false;
-  }
+  if (!send_handshake(p, out, "handshake reply")) return true;
   if (!verdict.accepted()) {
     refuse(p.ep->peer_, 0, verdict.refusal);
+    return true;
+  }
+  if (verdict.reply.auth == hs::Auth::kPsk) {
+    p.proving = true;
+    p.hello = in;
+    p.reply = out;
+    p.deadline = Clock::now() + opts_.handshake_timeout;
     return false;
   }
+  admit(p, peer);
+  return true;
+}
+
+void RdmaListener::evaluate_proof(Pending& p, const auth::FrameWire& in) {
+  auth::FrameWire answer{};
+  const SessionVerdict verdict = session_.judge_proof(p.hello, p.reply, in, kCaps, &answer);
+  if (!send_handshake(p, answer, "authentication answer")) return;
+  if (!verdict.accepted()) {
+    refuse(p.ep->peer_, 0, verdict.refusal);
+    return;
+  }
+  admit(p, hs::decode(p.hello));
+}
+
+void RdmaListener::admit(Pending& p, const hs::Hello& peer) {
   p.ep->channel_ = static_cast<int>(peer.index);
   std::string peer_text = p.ep->peer_;  // before the endpoint moves
   session_.admit(peer, std::move(peer_text), std::move(p.ep));
-  return true;
 }
 
 std::vector<ChannelPtr> RdmaListener::accept() {
@@ -163,24 +202,31 @@ std::vector<ChannelPtr> RdmaListener::accept() {
         } catch (const TransportError&) {
         }
         hs::Wire in{};
-        long n = p.ep->take_message(in.data(), in.size());
-        if (n >= 0) {
-          if (n != static_cast<long>(hs::kSize)) {
-            refuse(p.ep->peer_, 0,
-                   "its first message is " + std::to_string(n) + " bytes, not a " +
-                       std::to_string(hs::kSize) + "-byte hello");
-          } else {
-            evaluate(p, in);
-          }
+        const long n = p.ep->take_message(in.data(), in.size());
+        const long want = static_cast<long>(p.proving ? auth::kFrameSize : hs::kSize);
+        if (n >= 0 && n != want) {
+          refuse(p.ep->peer_, 0,
+                 "its " + std::string(p.proving ? "second" : "first") + " message is " +
+                     std::to_string(n) + " bytes, not a " + std::to_string(want) + "-byte " +
+                     (p.proving ? "proof" : "hello"));
           drop = true;
+        } else if (n >= 0 && p.proving) {
+          auth::FrameWire frame{};
+          std::copy_n(in.begin(), frame.size(), frame.begin());
+          evaluate_proof(p, frame);
+          drop = true;
+        } else if (n >= 0) {
+          drop = evaluate(p, in);
         } else if (p.ep->has_error()) {
-          refuse(p.ep->peer_, ECONNRESET, "connection failed before its hello");
+          refuse(p.ep->peer_, ECONNRESET,
+                 std::string("connection failed before ") + (p.proving ? "its proof" : "its hello"));
           drop = true;
         }
       }
       if (!drop && now >= p.deadline) {
         refuse(p.ep->peer_, ETIMEDOUT,
-               "sent no hello within " + std::to_string(opts_.handshake_timeout.count()) + " ms");
+               std::string(p.proving ? "sent no proof" : "sent no hello") + " within " +
+                   std::to_string(opts_.handshake_timeout.count()) + " ms");
         drop = true;
       }
       if (drop) {

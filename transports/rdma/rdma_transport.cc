@@ -6,6 +6,7 @@
 
 #include <cerrno>
 
+#include "transports/auth.h"
 #include "transports/handshake.h"
 #include "transports/rdma/connector.h"
 #include "transports/rdma/listener.h"
@@ -13,19 +14,6 @@
 namespace ferry::transport::rdma {
 
 namespace hs = handshake;
-
-namespace {
-
-// The rdma handshake does not carry the proof frames yet (transports/auth.h): a caller that asks
-// for authentication must not get an unauthenticated session instead.
-void refuse_key(const Uri& uri, const Options& options) {
-  if (options.psk.empty()) return;
-  throw TransportError(-1, uri.to_string(), ENOTSUP,
-                       "pre-shared-key authentication is not implemented for rdma yet (tcp and "
-                       "unix have it)");
-}
-
-}  // namespace
 
 std::string unavailable_reason() {
   int n = 0;
@@ -50,7 +38,7 @@ std::string unavailable_reason() {
 }
 
 std::unique_ptr<Listener> listen(const Uri& uri, const Options& options) {
-  refuse_key(uri, options);
+  auth::check_key(options, uri.to_string());
   return make_listener(uri, options);
 }
 
@@ -58,7 +46,7 @@ std::vector<ChannelPtr> connect(const Uri& uri, const Options& options) {
   if (options.channels == 0) {
     throw TransportError(-1, uri.to_string(), EINVAL, "connect: options.channels must be >= 1");
   }
-  refuse_key(uri, options);
+  auth::check_key(options, uri.to_string());
   if (std::string why = unavailable_reason(); !why.empty()) {
     throw TransportError(-1, uri.to_string(), ENODEV, why);
   }

@@ -179,27 +179,13 @@ bool StreamListener::evaluate(Pending& p) {
 }
 
 void StreamListener::evaluate_proof(Pending& p) {
-  const auth::Frame theirs = auth::decode(p.proof);
-  auth::Frame answer;
-  std::string why;
-  if (theirs.magic != auth::kFrameMagic || theirs.status != hs::Status::kOk ||
-      !auth::verify(opts_.psk, hs::Role::kConnector, p.buf, p.reply, theirs.tag)) {
-    answer.status = hs::Status::kAuthFailed;
-    why = hs::to_string(answer.status);
-  } else {
-    // Another connection may have adopted the session or taken the index since the hello.
-    const SessionVerdict v = session_.judge(hs::decode(p.buf), advertised(uri_, opts_));
-    answer.status = v.status;
-    why = v.refusal;
-  }
-  if (answer.status == hs::Status::kOk) {
-    answer.tag = auth::proof(opts_.psk, hs::Role::kAcceptor, p.buf, p.reply);
-  }
-  const auth::FrameWire out = auth::encode(answer);
+  auth::FrameWire out{};
+  const SessionVerdict v =
+      session_.judge_proof(p.buf, p.reply, p.proof, advertised(uri_, opts_), &out);
   const int werr = hs::write_until(p.fd.get(), out.data(), out.size(),
                                    Clock::now() + opts_.handshake_timeout);
-  if (answer.status != hs::Status::kOk) {
-    refuse(p, 0, why);
+  if (!v.accepted()) {
+    refuse(p, 0, v.refusal);
   } else if (werr != 0) {
     refuse(p, werr, "sending this end's proof");
   } else {
