@@ -26,7 +26,7 @@ ferry_options defaults() {
   o.connect_timeout_ms = 10000;
   o.handshake_timeout_ms = 5000;
   o.accept_timeout_ms = 60000;
-  o.io_timeout_ms = 0;
+  o.io_timeout_ms = 60000;
   o.downtime_limit_ms = 300;
   o.max_iterations = 30;
   o.bandwidth_limit_bytes_per_s = 0;

@@ -98,7 +98,8 @@ typedef struct ferry_options {
   uint32_t connect_timeout_ms;     /* per channel, retries included (10000) */
   uint32_t handshake_timeout_ms;   /* per connection (5000) */
   uint32_t accept_timeout_ms;      /* destination: a whole session (60000) */
-  uint32_t io_timeout_ms;          /* a blocking send/recv that makes no progress (0 = none) */
+  uint32_t io_timeout_ms;          /* a blocking send/recv that makes no progress (60000; 0 =
+                                      wait forever) */
   /* Migration (source) */
   uint32_t downtime_limit_ms;      /* converge when the final pass fits (300) */
   uint32_t max_iterations;         /* then stop the guest anyway (30) */

@@ -58,9 +58,12 @@ struct Options {
   std::chrono::milliseconds connect_timeout{10'000};    // per channel, including retries
   std::chrono::milliseconds handshake_timeout{5'000};   // per connection, each direction
   std::chrono::milliseconds accept_timeout{60'000};     // a whole session on the listener
-  // Bound on a blocking recv() or wait_all() that makes no progress at all; 0 = wait forever
-  // (abort() from another thread is then the way out).
-  std::chrono::milliseconds io_timeout{0};
+  // Bound on a blocking recv() or wait_all() that makes no progress at all, so that a peer that
+  // goes silent (or a link that stalls) ends the migration with an error instead of blocking
+  // run() for good; 0 = wait forever (abort() from another thread is then the way out). Raise it
+  // when a phase may legitimately be silent longer: with verify_full the source waits while the
+  // destination re-hashes all of its RAM.
+  std::chrono::milliseconds io_timeout{60'000};
 
   // Sends that may be outstanding (queued or awaiting completion); send() blocks beyond it.
   uint32_t max_outstanding_sends = 256;

@@ -37,6 +37,8 @@ TEST(CapiBasics, VersionStatusNamesAndDefaults) {
   EXPECT_EQ(o.struct_size, sizeof(ferry_options));
   EXPECT_EQ(o.channels, 1u);
   EXPECT_EQ(o.accept_timeout_ms, 60000u);
+  EXPECT_EQ(o.io_timeout_ms, 60000u);  // a silent peer cannot block run() for good
+  EXPECT_EQ(o.page_table_zero, 1u);
   EXPECT_EQ(o.zero_pages, 1u);
   EXPECT_EQ(o.xbzrle_cache_bytes, 256u << 20);
   ferry_options_init(nullptr);  // harmless
