@@ -16,53 +16,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/tools/cli_run.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-const std::string kFerry = FERRY_CLI;
-
-struct Result {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ferry-cli-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-// Runs `args` through the shell with stdout and stderr captured in files.
-Result run(const std::string& args, const TempDir& dir, const std::string& tag = "run") {
-  const fs::path out = dir.path() / (tag + ".out"), err = dir.path() / (tag + ".err");
-  const std::string cmd = kFerry + " " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
-  const int st = std::system(cmd.c_str());
-  Result r;
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
+using ferry::cli_test::Result;
+using ferry::cli_test::run;
+using ferry::cli_test::slurp;
+using ferry::cli_test::TempDir;
+using ferry::cli_test::kFerry;
 
 TEST(FerryDemoCli, SmallDemoVerifiesAndWritesJsonAndSvg) {
   TempDir dir;
