@@ -16,7 +16,7 @@ cd "$root"
 default_secs=30
 [ "${CI:-}" = "true" ] && default_secs=10
 secs=${1:-$default_secs}
-targets=(${FUZZ_TARGETS:-fuzz_qemu_stream fuzz_vmstate_binary fuzz_vmstate_ber fuzz_vmstate_any fuzz_destination})
+targets=(${FUZZ_TARGETS:-fuzz_qemu_stream fuzz_vmstate_binary fuzz_vmstate_ber fuzz_vmstate_any fuzz_destination fuzz_handshake})
 dir=build/fuzz
 
 log() { printf '\033[1m[fuzz]\033[0m %s\n' "$*"; }
@@ -40,6 +40,7 @@ seeds_for() {
     fuzz_vmstate_ber) echo tests/fuzz/seeds/ber ;;
     fuzz_vmstate_any) echo tests/fuzz/seeds/binary tests/fuzz/seeds/ber ;;
     fuzz_destination) echo tests/fuzz/seeds/destination ;;
+    fuzz_handshake) echo tests/fuzz/seeds/handshake ;;
   esac
 }
 
