@@ -44,13 +44,15 @@ def write_image(ferry, path, size, content, seed):
     return m.group(1) if m else None
 
 
-def run(ferry, size, content, seed, config, workdir, timeout=600):
+def run(ferry, size, content, seed, config, workdir, timeout=600, prealloc=False):
     json_path = os.path.join(workdir, f"vsq-ferry-{os.getpid()}.json")
     result = {"tool": "ferry", "config": config, "ok": False}
     # --thp: the destination's RAM on huge pages, as QEMU's is (vs-qemu backs huge blocks for
     # both right before each run).
+    # --prealloc: the RAM is faulted in before recv listens, as QEMU's prealloc=on.
     recv = subprocess.Popen([ferry, "recv", "--listen", "tcp:127.0.0.1:0", "--channels", "0",
-                             "--thp", "-q"] + _image_args(size, content, seed),
+                             "--thp", "-q"] + (["--prealloc"] if prealloc else []) +
+                            _image_args(size, content, seed),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = recv.stdout.readline().strip()

@@ -60,9 +60,10 @@ def _set_up(qmp, mode, is_source):
         qmp.command("migrate-set-parameters", **params)
 
 
-def run(qemu, image, size, mode, port, workdir, dest_file=None, timeout=600):
+def run(qemu, image, size, mode, port, workdir, dest_file=None, timeout=600, prealloc=False):
     """Migrates `image` (size bytes); returns a dict of the run. dest_file: the destination's
-    RAM is this file (created fresh; left for the caller to check and delete)."""
+    RAM is this file (created fresh; left for the caller to check and delete). prealloc: the
+    destination's RAM is faulted in when QEMU starts (prealloc=on), before the timing."""
     tag = f"{os.getpid()}-{port}"
     src_sock = os.path.join(workdir, f"vsq-src-{tag}.qmp")
     dst_sock = os.path.join(workdir, f"vsq-dst-{tag}.qmp")
@@ -70,6 +71,8 @@ def run(qemu, image, size, mode, port, workdir, dest_file=None, timeout=600):
         dst_ram = f"memory-backend-file,id=ram,size={size},mem-path={dest_file},share=on"
     else:
         dst_ram = f"memory-backend-ram,id=ram,size={size}"
+    if prealloc:
+        dst_ram += ",prealloc=on"
     src_ram = f"memory-backend-file,id=ram,size={size},mem-path={image},share=on"
     log = open(os.path.join(workdir, f"vsq-{tag}.log"), "w+")
     procs, qmps = [], []

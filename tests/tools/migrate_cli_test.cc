@@ -22,6 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 using ferry::cli_test::Result;
 using ferry::cli_test::run;
@@ -98,7 +99,9 @@ TEST(FerryDemoCli, HugePagesOverUnixSocket) {
 TEST(FerrySendRecvCli, LoopbackPairVerifies) {
   TempDir dir;
   const fs::path rout = dir.path() / "recv.out", rerr = dir.path() / "recv.err";
-  const std::string cmd = kFerry + " recv --listen tcp:127.0.0.1:0 --size 32M --seed 5 2>'" +
+  // --prealloc: the destination's memory faulted in before it listens (what vs-qemu's
+  // `--destination prealloc` runs); the image must arrive the same.
+  const std::string cmd = kFerry + " recv --listen tcp:127.0.0.1:0 --size 32M --seed 5 --prealloc 2>'" +
                           rerr.string() + "' | tee '" + rout.string() + "'";
   FILE* recv = ::popen(cmd.c_str(), "r");
   ASSERT_NE(recv, nullptr);
@@ -117,6 +120,15 @@ TEST(FerrySendRecvCli, LoopbackPairVerifies) {
   EXPECT_THAT(s.out, HasSubstr("verified: destination confirmed identical blocks"));
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << slurp(rout) << slurp(rerr);
   EXPECT_THAT(slurp(rout), HasSubstr("verified: destination identical to the source's blocks"));
+}
+
+TEST(FerrySendRecvCli, PreallocBeyondMemoryFailsClearly) {
+  TempDir dir;
+  auto r = run("recv --listen tcp:127.0.0.1:0 --size 4T --prealloc --quiet", dir, "recv");
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("preallocating"));
+  EXPECT_THAT(r.err, HasSubstr("MemAvailable"));
+  EXPECT_THAT(r.out, Not(HasSubstr("listening on")));
 }
 
 TEST(FerrySendRecvCli, SizeMismatchFailsBothSides) {

@@ -159,7 +159,14 @@ int run_demo(MigrateOptions o) {
       write_all(afd[1], a.data(), a.size());
     }
     ::close(afd[1]);  // the parent reads the address (rdma) or nothing (it listened itself)
-    if (listener) r = receive_image(o, *listener);
+    if (listener) {
+      try {
+        auto mem = destination_memory(o);
+        r = receive_image(o, *mem, *listener);
+      } catch (const std::exception& e) {
+        r.error = std::string("destination guest memory: ") + e.what();
+      }
+    }
     ChildReport rep;
     rep.ok = r.ok;
     rep.verified = r.stats.verified;
@@ -305,6 +312,14 @@ int run_recv(MigrateOptions o, uint32_t channels) {
     std::cerr << prog << ": " << err << "\n";
     return kExitUsage;
   }
+  // The memory first: with --prealloc it is all there before the sender can connect.
+  std::unique_ptr<GuestMemory> mem;
+  try {
+    mem = destination_memory(o);
+  } catch (const std::exception& e) {
+    std::cerr << prog << ": destination guest memory: " << e.what() << "\n";
+    return kExitFailure;
+  }
   std::unique_ptr<transport::Listener> listener;
   try {
     listener = transport::listen(o.uri, o.transport_options(channels));
@@ -314,7 +329,7 @@ int run_recv(MigrateOptions o, uint32_t channels) {
   }
   // One line, first, always: scripts read the address (and the port the kernel chose) here.
   std::cout << "listening on " << listener->address() << std::endl;
-  RecvOutcome r = receive_image(o, *listener);
+  RecvOutcome r = receive_image(o, *mem, *listener);
   if (!r.ok) {
     std::cerr << prog << ": " << r.error << "\n";
     return kExitFailure;
@@ -387,6 +402,9 @@ std::pair<CLI::App*, Runner> add_recv_command(CLI::App& app) {
   sub->add_flag("--thp", o->destination_thp,
                 "back the received guest RAM with transparent huge pages, as QEMU does (faster "
                 "to fill; on hosts that reclaim free huge blocks it can be much slower)");
+  sub->add_flag("--prealloc", o->destination_prealloc,
+                "fault the guest RAM in before listening (as QEMU's prealloc=on), so that "
+                "receiving costs no page faults; the memory is taken whether used or not");
   sub->add_flag("-q,--quiet", o->quiet, "only the address and the result line");
   return {sub, [o, channels] { return run_recv(*o, *channels); }};
 }

@@ -78,6 +78,42 @@ GuestMemory::GuestMemory(size_t size, bool huge) : size_(size) {
   if (huge) ::madvise(data_, size_, MADV_HUGEPAGE);
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14; Debian 12's headers may lack it
+#endif
+
+namespace {
+
+// MemAvailable of /proc/meminfo in bytes; 0 when it cannot be read.
+uint64_t available_memory() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  unsigned long long kib = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1) break;
+  }
+  std::fclose(f);
+  return uint64_t{kib} << 10;
+}
+
+}  // namespace
+
+void GuestMemory::populate() {
+  // Faulting in more than the machine has would end in the OOM killer, not in an error.
+  if (const uint64_t avail = available_memory(); avail != 0 && size_ > avail) {
+    throw std::system_error(ENOMEM, std::generic_category(),
+                            "preallocating " + std::to_string(size_) +
+                                " bytes of guest memory: only " + std::to_string(avail) +
+                                " bytes are available (MemAvailable)");
+  }
+  if (::madvise(data_, size_, MADV_POPULATE_WRITE) != 0) {
+    throw std::system_error(errno, std::generic_category(),
+                            "preallocating " + std::to_string(size_) +
+                                " bytes of guest memory (MADV_POPULATE_WRITE)");
+  }
+}
+
 GuestMemory::~GuestMemory() {
   if (map_ != nullptr) ::munmap(map_, map_size_);
 }

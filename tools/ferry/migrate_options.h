@@ -45,6 +45,8 @@ struct MigrateOptions {
   double accept_timeout_s = 60;
   // recv --thp: the destination's guest RAM on transparent huge pages.
   bool destination_thp = false;
+  // recv --prealloc: the destination's guest RAM faulted in before it listens.
+  bool destination_prealloc = false;
   // Output.
   std::string json_file;
   std::string report_file;

@@ -247,14 +247,20 @@ SendOutcome send_image(const MigrateOptions& o, const std::string& uri, std::ost
   return out;
 }
 
-RecvOutcome receive_image(const MigrateOptions& o, transport::Listener& listener) {
+std::unique_ptr<GuestMemory> destination_memory(const MigrateOptions& o) {
+  // recv --thp: transparent huge pages, as QEMU gives guest RAM. Filling fresh memory 4 KiB at
+  // a time costs a page fault per page, most of the receive time on a nested VM like ferry's
+  // test host (bench/peer/vs-qemu: 2 GiB mix 0.79 s -> 0.55 s); but there a free huge block
+  // the host took back costs 10-20x more to fault in, so it is not the default.
+  auto mem = std::make_unique<GuestMemory>(o.size, o.destination_thp || o.page_size > 4096);
+  if (o.destination_prealloc) mem->populate();
+  return mem;
+}
+
+RecvOutcome receive_image(const MigrateOptions& o, GuestMemory& mem,
+                          transport::Listener& listener) {
   RecvOutcome out;
   try {
-    // recv --thp: transparent huge pages, as QEMU gives guest RAM. Filling fresh memory 4 KiB at
-    // a time costs a page fault per page, most of the receive time on a nested VM like ferry's
-    // test host (bench/peer/vs-qemu: 2 GiB mix 0.79 s -> 0.55 s); but there a free huge block
-    // the host took back costs 10-20x more to fault in, so it is not the default.
-    GuestMemory mem(o.size, o.destination_thp || o.page_size > 4096);
     auto channels = listener.accept();
     MigrationDestination dst(o.blocks(mem.data(), /*fresh_destination=*/true));
     DemoDevices devices(o.seed, /*source=*/false);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <memory>
 #include <string>
 
 #include "ferry/migration.h"
@@ -35,8 +36,14 @@ struct RecvOutcome {
   uint64_t hash = 0;  // destination image after completion
 };
 
-// Accepts one session on `listener`, receives into a fresh image of o.size. Never throws.
-RecvOutcome receive_image(const MigrateOptions& o, transport::Listener& listener);
+// The destination's guest RAM: fresh zero memory of o.size, on huge pages with --thp, faulted
+// in already with --prealloc. Throws std::system_error when the memory cannot be had.
+std::unique_ptr<GuestMemory> destination_memory(const MigrateOptions& o);
+
+// Accepts one session on `listener`, receives into `mem` (zero, as destination_memory() gives
+// it). Never throws.
+RecvOutcome receive_image(const MigrateOptions& o, GuestMemory& mem,
+                          transport::Listener& listener);
 
 // Prints the summary (unless quiet) and writes --json / --report; returns false (after
 // printing to stderr) when a file cannot be written. After a failure (!s.ok) only --json is
