@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -190,6 +191,9 @@ inline void fill_guest(uint8_t* p, size_t size, size_t page, uint32_t seed) {
 
 // A guest vCPU: writes pages (partly, wholly, or zeroes them) and marks them, until stopped.
 // Optionally mirrors every write into `shadow` so a test can tell our writes from anyone's.
+// `marks` may be null when the kernel tracks the writes (UffdWpDirtySource). By default it
+// writes as fast as it can (with short pauses); set_rate() paces it, and set_throttle() is
+// what a MigrationHooks::throttle callback calls.
 class GuestWriter {
  public:
   GuestWriter(uint8_t* mem, size_t size, size_t page, ExplicitMarkSource* marks,
@@ -204,6 +208,11 @@ class GuestWriter {
     if (thread_.joinable()) thread_.join();
   }
   uint64_t writes() const { return writes_.load(); }
+  // Page writes per second (0: as fast as it goes). Call before start().
+  void set_rate(double writes_per_s) { rate_ = writes_per_s; }
+  // Auto-converge: paused `percent` of the time. A paced writer stretches the gap between
+  // writes by as much, which is the same on average and keeps writes spread out.
+  void set_throttle(uint32_t percent) { throttle_.store(std::min<uint32_t>(percent, 99)); }
   // Returns once the thread has written n times (at most 5 s): a test that needs the guest to
   // dirty pages during a bulk pass of a few ms must not start it before the writer runs.
   void wait_for_writes(uint64_t n) const {
@@ -223,6 +232,7 @@ class GuestWriter {
     const size_t pages = size_ / page_;
     std::vector<uint8_t> buf(page_);
     uint64_t counter = 0;
+    auto due = std::chrono::steady_clock::now();
     while (!stop_.load(std::memory_order_relaxed)) {
       const size_t pg = rng() % pages;
       const size_t off = pg * page_;
@@ -245,9 +255,27 @@ class GuestWriter {
           break;
         }
       }
-      marks_->mark(pg);
+      if (marks_) marks_->mark(pg);
       writes_.fetch_add(1, std::memory_order_relaxed);
-      if (counter % 32 == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+      if (rate_ > 0) {
+        pace(due);
+      } else if (counter % 32 == 0) {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    }
+  }
+  // Each write is due one interval after the previous one; the writer sleeps only when 1 ms
+  // ahead (short sleeps overshoot), and a writer the scheduler held back catches up at most
+  // 5 ms worth, so the rate asked is also the most it writes over any stretch of time.
+  void pace(std::chrono::steady_clock::time_point& due) {
+    using namespace std::chrono;
+    const double running = 1.0 - throttle_.load(std::memory_order_relaxed) / 100.0;
+    due += duration_cast<steady_clock::duration>(duration<double>(1.0 / (rate_ * running)));
+    const auto now = steady_clock::now();
+    if (due < now - milliseconds(5)) {
+      due = now - milliseconds(5);
+    } else if (due > now + milliseconds(1)) {
+      std::this_thread::sleep_until(due);
     }
   }
 
@@ -257,6 +285,8 @@ class GuestWriter {
   ExplicitMarkSource* marks_;
   uint32_t seed_;
   uint8_t* shadow_;
+  double rate_ = 0;
+  std::atomic<uint32_t> throttle_{0};
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> writes_{0};
   std::thread thread_;
