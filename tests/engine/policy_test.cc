@@ -260,15 +260,16 @@ double bulk_rate(size_t bytes, uint64_t limit, uint32_t channels) {
 TEST(MigrationPolicy, BandwidthLimitCapsTheRate) {
   constexpr uint64_t kLimit = 200u << 20;
   constexpr double kMiB = 1 << 20;
-  // What this machine does unlimited, just before and just after: the limit can only be reached
-  // when the machine manages well more than that (two loaded cores may not).
+  // What this machine does unlimited, just before and just after. The limit is reached only
+  // when the machine has room to spare all along: on two loaded cores, short unlimited runs
+  // showed twice the limit while the longer limited one managed half of that.
   const double before = bulk_rate(32 << 20, 0, 2);
   const double rate = bulk_rate(128 << 20, kLimit, 2);  // 2 channels: each gets half the limit
   const double after = bulk_rate(32 << 20, 0, 2);
   std::printf("[ policy   ] limit %.0f MiB/s: %.1f MiB/s (unlimited %.0f and %.0f MiB/s)\n",
               kLimit / kMiB, rate / kMiB, before / kMiB, after / kMiB);
   EXPECT_LE(rate, 1.1 * kLimit);
-  if (std::min(before, after) >= 2.0 * kLimit) {
+  if (std::min(before, after) >= 3.0 * kLimit) {
     EXPECT_GE(rate, 0.9 * kLimit);
   } else {
     std::printf("[ policy   ] machine too busy to check the lower bound\n");
