@@ -182,7 +182,9 @@ DowntimeRun migrate_with_downtime_limit(std::chrono::milliseconds limit) {
   g.writer.set_rate(2000);
   g.writer.start();
   g.writer.wait_for_writes(1);
-  r.out = migrate(g, r.cfg, g.hooks());
+  // A few writes between syncs at least, so that no pass ends with nothing dirty (the other
+  // way to converge) because the scheduler held the writer back.
+  r.out = migrate(g, r.cfg, g.hooks(), 1, /*min_writes_per_sync=*/8);
   g.writer.stop();
   EXPECT_EQ(r.out.src_err, "");
   EXPECT_EQ(r.out.dst_err, "");
@@ -354,7 +356,10 @@ TEST(MigrationPolicy, AutoConvergeThrottlesTheWriterUntilItConverges) {
   ASSERT_EQ(r.out.dst_err, "");
   EXPECT_TRUE(r.identical);
   const MigrationStats& s = r.out.stats;
-  EXPECT_EQ(s.converged_by, "downtime-limit");
+  // Throttled hard, the writer may also leave a short pass with nothing dirty at all.
+  EXPECT_TRUE(s.converged_by == "downtime-limit" || s.converged_by == "nothing-dirty")
+      << s.converged_by;
+  EXPECT_LE(live_iterations(s), r.cfg.max_iterations);
   // Increasing percentages while it does not converge, then 0 once the guest is stopped.
   ASSERT_GE(r.throttle_calls.size(), 3u);
   EXPECT_EQ(r.throttle_calls.back(), 0u);
