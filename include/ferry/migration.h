@@ -175,8 +175,9 @@ struct MigrationHooks {
   std::function<void()> stop_guest;
   // Called if the migration fails or is cancelled after stop_guest: the guest runs on here.
   std::function<void()> resume_guest;
-  // Auto-converge: percent of time (0..99) the caller should keep its writers paused; called
-  // with increasing values while iterations do not converge, and 0 at the end.
+  // Auto-converge: percent of time (0..99) the caller should keep its writers paused. Called
+  // after a pass that did not converge in which the guest dirtied more than half of what the
+  // pass sent: 20, then 10 more each time (at most 99); and 0 at the end if it was called.
   std::function<void(uint32_t percent)> throttle;
   // After each iteration (including bulk and final pass).
   std::function<void(const IterationStats&)> on_iteration;
