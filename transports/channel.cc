@@ -19,6 +19,8 @@ void Channel::recv(void* data, size_t len) {
   recv(std::span<const iovec>(&v, 1));
 }
 
+size_t Channel::recv_leftover(void*, size_t, std::chrono::milliseconds) noexcept { return 0; }
+
 void Channel::write_remote(std::span<const iovec>, const RemoteRegion&, uint64_t, uint64_t) {
   throw TransportError(static_cast<int>(index()), peer(), ENOTSUP,
                        "write_remote: this transport has no remote placement (kRemoteWrite)");

@@ -177,6 +177,14 @@ class FERRY_API Channel {
   virtual void recv(std::span<const iovec> iov) = 0;
   void recv(void* data, size_t len);
 
+  // After a failed send (or abort()), by the thread driving the channel and before close():
+  // copies up to len bytes the peer sent before it went away, so the engine can learn why the
+  // peer gave up instead of only that the link broke. Waits at most `wait` for the first byte
+  // (a channel already aborted answers at once). Returns the bytes read; 0 when nothing is
+  // there, at end of stream, or where the transport cannot tell (the default: rdma, whose
+  // queue pair flushes its receives on error, and files). Never throws.
+  virtual size_t recv_leftover(void* data, size_t len, std::chrono::milliseconds wait) noexcept;
+
   // Orderly: waits for outstanding sends, then tells the peer no more data follows.
   virtual void close() = 0;
   // Immediate, from any thread: blocked and later calls fail, the peer sees the connection drop.

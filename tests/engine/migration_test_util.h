@@ -80,6 +80,9 @@ class ForwardingChannel : public transport::Channel {
   size_t poll_completions() override { return inner_->poll_completions(); }
   void wait_all() override { inner_->wait_all(); }
   void recv(std::span<const iovec> iov) override { inner_->recv(iov); }
+  size_t recv_leftover(void* data, size_t len, std::chrono::milliseconds wait) noexcept override {
+    return inner_->recv_leftover(data, len, wait);
+  }
   void close() override { inner_->close(); }
   void abort() noexcept override { inner_->abort(); }
   transport::MemoryRegion register_memory(void* addr, size_t len) override {

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "transports/leftover.h"
+
 namespace ferry::transport::plain {
 namespace {
 
@@ -172,6 +174,12 @@ void PlainChannel::recv(std::span<const iovec> iov) {
   uint64_t done = 0;
   size_t next = 0;
   while (next < iov.size()) transfer_all(false, gather(iov, &next), &done, total);
+}
+
+size_t PlainChannel::recv_leftover(void* data, size_t len, std::chrono::milliseconds wait) noexcept {
+  if (file_ || closed_) return 0;
+  // No fd_mutex_: only the driving thread (this one) releases fd_, and abort() must not wait.
+  return read_leftover(fd_.get(), data, len, wait);
 }
 
 void PlainChannel::close() {

@@ -41,6 +41,7 @@ class PlainChannel final : public Channel {
   size_t poll_completions() override;
   void wait_all() override;
   void recv(std::span<const iovec> iov) override;
+  size_t recv_leftover(void* data, size_t len, std::chrono::milliseconds wait) noexcept override;
   void close() override;
   void abort() noexcept override;
   MemoryRegion register_memory(void* addr, size_t len) override;

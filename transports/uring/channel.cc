@@ -9,6 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "transports/leftover.h"
 #include "transports/uring/features.h"
 
 // liburing 2.3 predates these (kernel 6.2). A kernel older than that refuses the flag with EINVAL
@@ -614,6 +615,14 @@ void UringChannel::recv(std::span<const iovec> iov) {
       advance(recv_iov_, first, left);
     }
   }
+}
+
+// Plain syscalls, not the ring: they work from any thread, and after a failure, when the ring
+// has nothing of ours in flight that could take these bytes first.
+size_t UringChannel::recv_leftover(void* data, size_t len, std::chrono::milliseconds wait) noexcept {
+  if (kind_ != Kind::kSocket || closed_ || recv_busy_) return 0;
+  // No fd_mutex_: only the driving thread (this one) releases fd_, and abort() must not wait.
+  return read_leftover(fd_.get(), data, len, wait);
 }
 
 void UringChannel::drain_in_flight() {
