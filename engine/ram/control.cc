@@ -56,6 +56,32 @@ void ControlLink::send_error(const std::string& message) noexcept {
   }
 }
 
+std::string read_peer_error(transport::Channel& ch, uint32_t channel, uint64_t next_packet,
+                            std::chrono::milliseconds wait) noexcept {
+  // A reason is a line of text; more than this is not one.
+  constexpr uint32_t kMaxReason = 64 << 10;
+  constexpr int kMaxSkipped = 64;  // SYNC_ACKs (placement) the peer sent before it
+  try {
+    for (int i = 0; i < kMaxSkipped; ++i) {
+      uint8_t head[wire::kHeaderSize];
+      if (ch.recv_leftover(head, sizeof head, wait) != sizeof head) return "";
+      const wire::Header h = wire::decode_header(head, channel, next_packet++);
+      if (h.type == wire::PacketType::kSyncAck) continue;
+      if (h.type != wire::PacketType::kError || h.payload > kMaxReason) return "";
+      std::vector<uint8_t> body(h.payload);
+      if (!body.empty() && ch.recv_leftover(body.data(), body.size(), wait) != body.size()) {
+        return "";
+      }
+      const uint32_t sum = body.empty() ? 0 : wire::checksum32(body.data(), body.size());
+      if (wire::kChecksumsEnforced && sum != h.body_checksum) return "";
+      wire::BodyReader r(body.data(), body.size(), channel, h.packet);
+      return r.str("error message");
+    }
+  } catch (const std::exception&) {
+  }
+  return "";
+}
+
 bool all_one_way(const std::vector<transport::ChannelPtr>& channels) {
   size_t one_way = 0;
   for (const auto& c : channels) {

@@ -2,6 +2,7 @@
 // the setup and completion handshakes, when no sender or receiver thread drives the channel.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -29,6 +30,13 @@ struct ControlLink {
   // Best effort: tells the peer why we give up; never throws.
   void send_error(const std::string& message) noexcept;
 };
+
+// After the link broke: the reason the peer gave in an ERROR it sent before it went away (what
+// the channel still holds, transport::Channel::recv_leftover), or "" when there is none. SYNC_ACKs
+// queued before it are skipped; next_packet is the packet number expected next from the peer.
+// Anything that is not a well-formed ERROR yields "". Never throws.
+std::string read_peer_error(transport::Channel& ch, uint32_t channel, uint64_t next_packet,
+                            std::chrono::milliseconds wait) noexcept;
 
 // True when the channels carry bytes one way only (a stream file, transport::kOneWay): the
 // peer never answers, so neither side waits for, nor sends, a reply. Mixed sets are refused.

@@ -138,7 +138,8 @@ void DestinationSession::start_receivers() {
   for (uint32_t i = 0; i < n; ++i) {
     receivers_.push_back(std::make_unique<PageReceiver>(
         i, *channels_[i], lim, *barrier_, i == 0 ? link_.recv_packet : 1,
-        [&m = m_](const std::string& e) { m.fail(e); }, &written_,
+        [&m = m_](const std::string& e, transport::Channel* telling) { m.fail(e, telling); },
+        &written_,
         i == 0 ? link_.send_packet : 1));
     if (digests_) receivers_.back()->keep_digests(digests_.get(), m_.blocks.size());
   }

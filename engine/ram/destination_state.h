@@ -26,12 +26,15 @@ struct DestinationState {
   std::vector<transport::Channel*> live;
   SyncBarrier* barrier = nullptr;
 
-  // Records msg unless an error came first, aborts the live channels, wakes the barrier.
-  void fail(const std::string& msg) noexcept {
+  // Records msg unless an error came first, aborts the live channels (but `telling`, the one
+  // a receiver just sent the source an ERROR on and still lingers on), wakes the barrier.
+  void fail(const std::string& msg, transport::Channel* telling = nullptr) noexcept {
     std::lock_guard lock(mu);
     if (error.empty()) error = msg;
     stop.store(true);
-    for (auto* ch : live) ch->abort();
+    for (auto* ch : live) {
+      if (ch != telling) ch->abort();
+    }
     if (barrier) barrier->wake();
   }
 };

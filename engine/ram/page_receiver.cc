@@ -5,6 +5,7 @@
 #include "codecs/lz4_page.h"
 #include "codecs/xbzrle.h"
 #include "codecs/zero_page.h"
+#include "engine/ram/control.h"
 
 namespace ferry::ram {
 
@@ -40,7 +41,7 @@ void SyncBarrier::wake() {
 
 PageReceiver::PageReceiver(uint32_t index, transport::Channel& channel,
                            const wire::DataLimits& limits, SyncBarrier& barrier,
-                           uint64_t first_packet, std::function<void(const std::string&)> on_error,
+                           uint64_t first_packet, ReceiverErrorFn on_error,
                            std::vector<DirtyBitmap>* written, uint64_t first_send_packet)
     : index_(index),
       ch_(channel),
@@ -122,6 +123,7 @@ void PageReceiver::thread_main() {
           std::vector<uint8_t> body(h.payload);
           if (!body.empty()) ch_.recv(body.data(), body.size());
           wire::BodyReader r(body.data(), body.size(), index_, h.packet);
+          source_reported_ = true;
           throw MigrationError("source reported: " + r.str("error message"));
         }
         default:
@@ -130,8 +132,36 @@ void PageReceiver::thread_main() {
                          " on a data channel during the migration");
       }
     }
+  } catch (const transport::TransportError& e) {
+    on_error_(e.what(), nullptr);  // the link broke (or was aborted): nobody to tell
   } catch (const std::exception& e) {
-    on_error_(e.what());
+    fail_telling_source(e.what());
+  }
+}
+
+// The source is busy sending and reads nothing during the passes: it finds this ERROR only when
+// its sends fail, once the destination aborted the channels. Only the first failure tells (a
+// later one is the consequence of the abort), and never in answer to the source's own ERROR.
+void PageReceiver::fail_telling_source(const std::string& reason) {
+  if (source_reported_ || barrier_.stopped() || (ch_.capabilities() & transport::kOneWay)) {
+    on_error_(reason, nullptr);
+    return;
+  }
+  ControlLink link{&ch_, index_, send_packet_};
+  link.send_error(reason);  // a few hundred bytes into an idle send buffer: does not block
+  send_packet_ = link.send_packet;
+  on_error_(reason, &ch_);
+  linger_for_source();
+  ch_.abort();
+}
+
+void PageReceiver::linger_for_source() noexcept {
+  using Clock = std::chrono::steady_clock;
+  const auto until = Clock::now() + kErrorLinger;
+  std::vector<uint8_t> sink(64 << 10);
+  for (auto now = Clock::now(); now < until; now = Clock::now()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now);
+    if (ch_.recv_leftover(sink.data(), sink.size(), left) == 0) return;  // closed, aborted, quiet
   }
 }
 

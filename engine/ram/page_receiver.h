@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -33,6 +34,7 @@ class SyncBarrier {
   // Throws MigrationError when the channels disagree about whether this SYNC is the last.
   Result arrive(uint32_t channel, uint64_t packet, uint32_t iteration, bool final_pass);
   void wake();
+  bool stopped() const { return stop_->load(); }
 
  private:
   const uint32_t parties_;
@@ -54,11 +56,22 @@ struct ReceiverCounters {
   uint64_t placed_pages = 0;  // NORMAL pages the source RDMA-wrote into place
 };
 
+// How a receiver reports the first error it meets. `telling` is its channel when it has just
+// sent the source an ERROR on it: the destination then aborts every other channel but leaves this
+// one to the receiver, which lingers on it (kErrorLinger) so the source can read the reason.
+using ReceiverErrorFn = std::function<void(const std::string& error, transport::Channel* telling)>;
+
+// How long a receiver that told the source why it failed keeps its channel open, reading and
+// discarding what the source still sends, before it aborts it: the source learns of the failure
+// when its sends fail, and finds the ERROR queued ahead of the reset (engine/ram/control.h,
+// read_peer_error). Ends early when the source closes; a source that goes on sending cannot
+// hold the destination longer.
+inline constexpr std::chrono::milliseconds kErrorLinger{1000};
+
 class PageReceiver {
  public:
   PageReceiver(uint32_t index, transport::Channel& channel, const wire::DataLimits& limits,
-               SyncBarrier& barrier, uint64_t first_packet,
-               std::function<void(const std::string&)> on_error,
+               SyncBarrier& barrier, uint64_t first_packet, ReceiverErrorFn on_error,
                std::vector<DirtyBitmap>* written = nullptr, uint64_t first_send_packet = 1);
   ~PageReceiver();
   // Verification: keep every page's digest term as it lands (before start()).
@@ -75,6 +88,9 @@ class PageReceiver {
  private:
   void thread_main();
   void handle_data(const wire::Header& h);
+  // The data phase failed here: ERROR with the reason to the source, then the linger.
+  void fail_telling_source(const std::string& reason);
+  void linger_for_source() noexcept;
   void note_landed(uint32_t block, uint32_t page, const uint8_t* bytes);
   void note_zeroed(uint32_t block, uint32_t first, uint32_t count);
 
@@ -84,7 +100,8 @@ class PageReceiver {
   SyncBarrier& barrier_;
   uint64_t packet_;
   uint64_t send_packet_;
-  std::function<void(const std::string&)> on_error_;
+  ReceiverErrorFn on_error_;
+  bool source_reported_ = false;  // the failure is the source's own ERROR: nothing to answer
   // Per block, for known_zero blocks (others have size 0): pages written since run() began.
   std::vector<DirtyBitmap>* written_;
   uint32_t iteration_ = 0;

@@ -9,6 +9,7 @@
 #include "codecs/lz4_page.h"
 #include "codecs/xbzrle.h"
 #include "codecs/zero_page.h"
+#include "engine/ram/control.h"
 
 namespace ferry::ram {
 namespace {
@@ -21,6 +22,9 @@ constexpr size_t kBuffersCodecs = 8;   // plus an owned payload area each
 constexpr uint64_t kMaxPacketPayload = 64u << 20;
 // Completion cookie of RDMA WRITEs: not a packet buffer (the header sent after them is).
 constexpr uint64_t kWriteCookie = UINT64_MAX - 1;
+// The destination's ERROR is queued ahead of the reset that ended our sends; an aborted channel
+// answers at once, so this only bounds a transport that would wait.
+constexpr std::chrono::milliseconds kPeerErrorWait{100};
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22  // Linux 5.14; Debian 12's headers may lack it
 #endif
@@ -190,9 +194,9 @@ void PageSender::thread_main() {
       }
     }
   } catch (const transport::TransportError& e) {
-    shared_.on_error(e.what());
+    shared_.on_error(e.what(), true);
   } catch (const std::exception& e) {
-    shared_.on_error("sender " + std::to_string(index_) + ": " + e.what());
+    shared_.on_error("sender " + std::to_string(index_) + ": " + e.what(), false);
   }
   if (shared_.stop->load()) quiesce_channel();
   std::lock_guard lock(mu_);
@@ -205,10 +209,13 @@ void PageSender::thread_main() {
 // can wait for them to end (an io_uring with DEFER_TASKRUN completes work for its own thread
 // only), so that is done here, before the thread goes: the channel is already aborted, and
 // closing it cancels what is left and waits until the kernel no longer reads our buffers.
+// Before closing, the channel is read for an ERROR the destination may have sent before it
+// went away (engine/ram/control.h, read_peer_error): also by this thread, the channel's driver.
 void PageSender::quiesce_channel() noexcept {
   try {
     ch_.set_send_callback(nullptr);
     ch_.abort();
+    peer_error_ = read_peer_error(ch_, index_, recv_packet_, kPeerErrorWait);
     ch_.close();
   } catch (...) {
   }
@@ -513,6 +520,12 @@ void PageSender::send_sync(uint32_t iteration, bool final_pass) {
     ch_.recv(ack, sizeof ack);
     const wire::Header a = wire::decode_header(ack, index_, recv_packet_);
     ++recv_packet_;
+    if (a.type == wire::PacketType::kError) {
+      std::vector<uint8_t> body(a.payload);
+      if (!body.empty()) ch_.recv(body.data(), body.size());
+      wire::BodyReader r(body.data(), body.size(), index_, a.packet);
+      throw MigrationError("the destination failed: " + r.str("error message"));
+    }
     if (a.type != wire::PacketType::kSyncAck || a.pages != iteration) {
       wire::fail(index_, a.packet, 5,
                  std::string("got ") + wire::type_name(a.type) + " " + std::to_string(a.pages) +

@@ -35,7 +35,9 @@ struct SenderShared {
   uint32_t channels = 1;
   size_t owned_payload_cap = 0;
   std::atomic<bool>* stop = nullptr;               // error or cancel: give up now
-  std::function<void(const std::string&)> on_error;  // first error wins; aborts the channels
+  // First error wins; aborts the channels. link_broke: a TransportError, which may just be the
+  // destination going away after telling why (see PageSender::peer_error()).
+  std::function<void(const std::string&, bool link_broke)> on_error;
   // Live progress (relaxed; summed over senders).
   std::atomic<uint64_t>* wire_bytes = nullptr;
   std::atomic<uint64_t>* pages_sent = nullptr;
@@ -102,6 +104,9 @@ class PageSender {
   uint64_t next_packet() const { return packet_; }  // after join()
   uint64_t next_recv_packet() const { return recv_packet_; }  // after join(): SYNC_ACKs read
   const DigestSums& digest_sums() const { return sums_; }     // after join(), per block
+  // After join() of a stopped sender: the reason the destination sent in an ERROR on this
+  // channel before it went away, or "".
+  const std::string& peer_error() const { return peer_error_; }
 
  private:
   struct PacketBuf {
@@ -178,6 +183,7 @@ class PageSender {
   DigestSums sums_;  // per block: this sender's share of the source's digests
   std::vector<PageState> states_;     // the current batch's span, from prepare_batch()
   std::vector<uint64_t> scan_space_;  // PagePopulation::classify's region buffer
+  std::string peer_error_;
 
   // Pacing (bandwidth_limit / channels).
   double rate_ = 0;

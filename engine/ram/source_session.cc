@@ -105,7 +105,7 @@ void SourceSession::start_senders() {
   shared.channels = n;
   shared.owned_payload_cap = owned_payload_cap_;
   shared.stop = &m_.stop;
-  shared.on_error = [&m = m_](const std::string& e) { m.fail(e); };
+  shared.on_error = [&m = m_](const std::string& e, bool link) { m.fail(e, link); };
   shared.wire_bytes = &m_.p_wire;
   shared.pages_sent = &m_.p_pages_sent;
   shared.stop_mu = &m_.stop_mu;
@@ -145,14 +145,18 @@ MigrationStats SourceSession::finish() {
 
 // Every failure: stop the senders and channels, give the guest back, keep what was counted.
 void SourceSession::rollback(const std::exception& e) {
-  m_.fail(e.what());  // records it unless an earlier error (or cancel) came first
+  // Records it unless an earlier error (or cancel) came first.
+  m_.fail(e.what(), dynamic_cast<const transport::TransportError*>(&e) != nullptr);
   for (auto& s : m_.senders) s->join();
   std::string msg;
+  bool link_broke = false;
   {
     std::lock_guard lock(m_.mu);
     msg = m_.error;
+    link_broke = m_.link_broke;
     m_.live.clear();
   }
+  if (link_broke && !m_.cancelled.load()) msg = with_destination_reason(msg);
   close_channels_after_abort();
   if (!m_.senders.empty()) record_sender_counters(m_.sum_counters());
   {
@@ -169,6 +173,22 @@ void SourceSession::rollback(const std::exception& e) {
     m_.last = st_;
   }
   throw MigrationError(msg);
+}
+
+// The link broke: if the destination said why before it closed (an ERROR a sender found on its
+// channel during the passes, or one waiting on the control link), that is the reason, and the
+// broken link its context. The senders are joined: this thread drives channel 0 now (a sender
+// that stopped has closed it, and then nothing is read).
+std::string SourceSession::with_destination_reason(const std::string& link_error) {
+  std::string reason;
+  for (const auto& s : m_.senders) {
+    if (reason.empty()) reason = s->peer_error();
+  }
+  if (reason.empty() && link_.ch) {
+    reason = read_peer_error(*link_.ch, 0, link_.recv_packet, std::chrono::milliseconds(100));
+  }
+  if (reason.empty()) return link_error;
+  return "the destination failed: " + reason + " (the source saw: " + link_error + ")";
 }
 
 void SourceSession::record_sender_counters(const SenderCounters& c) {

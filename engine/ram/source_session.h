@@ -67,6 +67,7 @@ class SourceSession {
   // finish / rollback
   void record_sender_counters(const SenderCounters& c);
   void close_channels_after_abort() noexcept;
+  std::string with_destination_reason(const std::string& link_error);
   std::string release_guest();
 
   SourceState& m_;

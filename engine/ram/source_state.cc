@@ -4,10 +4,13 @@
 
 namespace ferry::ram {
 
-void SourceState::fail(const std::string& msg) noexcept {
+void SourceState::fail(const std::string& msg, bool link_failure) noexcept {
   {
     std::lock_guard lock(mu);
-    if (error.empty()) error = msg;
+    if (error.empty()) {
+      error = msg;
+      link_broke = link_failure;
+    }
     stop.store(true);
     for (auto* ch : live) ch->abort();
     for (auto& s : senders) s->wake();

@@ -34,6 +34,7 @@ struct SourceState {
   std::atomic<bool> cancelled{false};
   mutable std::mutex mu;
   std::string error;
+  bool link_broke = false;  // `error` is a channel's TransportError from a sender
   std::vector<transport::Channel*> live;
   std::vector<std::unique_ptr<PageSender>> senders;
   std::mutex stop_mu;  // pacing sleeps wait on stop_cv
@@ -52,7 +53,7 @@ struct SourceState {
   MigrationStats last;  // guarded by mu
 
   // Records msg unless an error came first, aborts the live channels and wakes every wait.
-  void fail(const std::string& msg) noexcept;
+  void fail(const std::string& msg, bool link_failure = false) noexcept;
   [[noreturn]] void throw_stopped();
   void check_stop();
 
