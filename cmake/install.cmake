@@ -24,7 +24,7 @@ install(FILES ${PROJECT_BINARY_DIR}/ferryConfig.cmake ${PROJECT_BINARY_DIR}/ferr
         DESTINATION ${_cmakedir})
 
 # ferry.pc: Libs for the shared library; Libs.private / Requires.private for `--static`.
-set(FERRY_PC_REQUIRES_PRIVATE "liblz4 libcrypto")
+set(FERRY_PC_REQUIRES_PRIVATE "liblz4 libssl libcrypto")
 if(FERRY_HAVE_URING)
   string(APPEND FERRY_PC_REQUIRES_PRIVATE " liburing")
 endif()

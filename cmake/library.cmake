@@ -12,7 +12,7 @@ set(FERRY_PUBLIC_INCLUDES
     $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/include>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 # What libferry's objects need at link time.
-set(FERRY_LINK_DEPS PkgConfig::LZ4 Threads::Threads OpenSSL::Crypto)
+set(FERRY_LINK_DEPS PkgConfig::LZ4 Threads::Threads OpenSSL::SSL OpenSSL::Crypto)
 if(FERRY_HAVE_URING)
   list(APPEND FERRY_LINK_DEPS PkgConfig::LIBURING)
 endif()

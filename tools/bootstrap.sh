@@ -20,7 +20,7 @@ packages=(
   libibverbs-dev librdmacm-dev               # RDMA verbs transport
   liblz4-dev                                 # LZ4 page codec
   libxxhash-dev                              # XXH3 page digests (verification)
-  libssl-dev                                 # OpenSSL 3 libcrypto: peer authentication (HKDF, HMAC)
+  libssl-dev                                 # OpenSSL 3: peer authentication (HKDF, HMAC), TLS 1.3 channels
   libgtest-dev libgmock-dev                  # tests
   libbenchmark-dev                           # bench/
   iperf3                                     # bench/summary's TCP baseline (the standard tool)

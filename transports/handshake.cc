@@ -132,6 +132,9 @@ const char* to_string(Status s) {
     case Status::kAuthUnavailable:
       return "the peer requires authentication and this end has no pre-shared key";
     case Status::kAuthFailed: return "the peer did not prove the pre-shared key";
+    case Status::kTlsRequired: return "this end requires TLS (Options::tls), the peer offered none";
+    case Status::kTlsUnavailable: return "the peer requires TLS and this end has none configured";
+    case Status::kTlsFailed: return "the TLS handshake failed";
   }
   return "unknown refusal";
 }
@@ -144,6 +147,8 @@ const char* refused_auth_message(Status s) {
       return "this end requires authentication (a pre-shared key), the peer has none";
     case Status::kAuthFailed:
       return "the peer found this end's proof of the pre-shared key wrong (the keys differ)";
+    case Status::kTlsRequired: return "the peer requires TLS and this end has none configured";
+    case Status::kTlsUnavailable: return "this end requires TLS (Options::tls), the peer has none";
     default: return to_string(s);
   }
 }
@@ -151,6 +156,12 @@ const char* refused_auth_message(Status s) {
 Status check_auth_mode(const Hello& local, const Hello& peer) {
   if (peer.auth == local.auth) return Status::kOk;
   return local.auth == Auth::kPsk ? Status::kAuthRequired : Status::kAuthUnavailable;
+}
+
+Status check_tls_mode(const Hello& local, const Hello& peer) {
+  const bool mine = local.capabilities & kTls;
+  if (mine == static_cast<bool>(peer.capabilities & kTls)) return Status::kOk;
+  return mine ? Status::kTlsRequired : Status::kTlsUnavailable;
 }
 
 std::string mismatch_message(Status s, const Hello& local, const Hello& peer) {
@@ -176,6 +187,9 @@ std::string mismatch_message(Status s, const Hello& local, const Hello& peer) {
     case Status::kAuthRequired:
     case Status::kAuthUnavailable:
     case Status::kAuthFailed:
+    case Status::kTlsRequired:
+    case Status::kTlsUnavailable:
+    case Status::kTlsFailed:
     case Status::kOk:
       break;
   }
@@ -256,7 +270,8 @@ void check_reply(const Hello& local, const Hello& h, int channel, const std::str
   if (h.status != Status::kOk) {
     // The acceptor refused us; name its values next to ours where they differ.
     std::string m = mismatch_message(h.status, local, h);
-    if (h.status == Status::kAuthRequired || h.status == Status::kAuthUnavailable) {
+    if (h.status == Status::kAuthRequired || h.status == Status::kAuthUnavailable ||
+        h.status == Status::kTlsRequired || h.status == Status::kTlsUnavailable) {
       m = refused_auth_message(h.status);
     } else if (h.status == Status::kIndexOutOfRange || h.status == Status::kDuplicateIndex) {
       m = std::string(to_string(h.status)) + ": local index " + std::to_string(local.index) +
@@ -275,6 +290,9 @@ void check_reply(const Hello& local, const Hello& h, int channel, const std::str
   // predates it (or misbehaves).
   if (Status a = check_auth_mode(local, h); a != Status::kOk) {
     throw TransportError(channel, peer, 0, std::string("handshake refused: ") + to_string(a));
+  }
+  if (Status t = check_tls_mode(local, h); t != Status::kOk) {
+    throw TransportError(channel, peer, 0, std::string("handshake refused: ") + to_string(t));
   }
 }
 

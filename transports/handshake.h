@@ -24,7 +24,9 @@
 // Authentication took bytes that version 1 reserved and changes nothing when neither end has a
 // key, so the version stays 1. An end with a key refuses a hello with auth 0 (kAuthRequired), an
 // end without one refuses auth 1 (kAuthUnavailable); a connector with a key also refuses an
-// acceptor answering auth 0, which is what an older ferry does.
+// acceptor answering auth 0, which is what an older ferry does. TLS is the kTls capability bit,
+// judged the same way (kTlsRequired, kTlsUnavailable) right after authentication: an older
+// acceptor ignores the bit and answers without it, which the connector then refuses.
 #pragma once
 
 #include <array>
@@ -57,6 +59,10 @@ enum class Status : uint8_t {
   kAuthRequired,     // this end has a key, the peer's hello offered no authentication
   kAuthUnavailable,  // the peer's hello asks for authentication, this end has no key
   kAuthFailed,       // the peer's proof frame did not prove the key (or was no proof frame)
+  // TLS (Options::tls, the kTls capability), worded from the side that refuses.
+  kTlsRequired,      // this end speaks TLS, the peer's hello did not offer it
+  kTlsUnavailable,   // the peer's hello offers TLS, this end has no TLS configured
+  kTlsFailed,        // the TLS handshake failed (sent as the admission byte, tls/handshake.h)
 };
 
 inline constexpr size_t kNonceSize = 16;
@@ -100,6 +106,8 @@ const char* refused_auth_message(Status s);
 // Whether the peer's hello asks for the same authentication as this end's: kOk, kAuthRequired or
 // kAuthUnavailable (from this end's point of view).
 Status check_auth_mode(const Hello& local, const Hello& peer);
+// The same for TLS (the kTls capability): kOk, kTlsRequired or kTlsUnavailable.
+Status check_tls_mode(const Hello& local, const Hello& peer);
 
 using Clock = std::chrono::steady_clock;
 

@@ -7,6 +7,7 @@
 #include "transports/file/file_transport.h"
 #include "transports/rdma/rdma_transport.h"
 #include "transports/tcp/stream_transport.h"
+#include "transports/tls/context.h"
 #include "ferry/transport.h"
 
 namespace ferry::transport {
@@ -48,6 +49,7 @@ void register_transport(const std::string& scheme, TransportFactory factory) {
 }
 
 std::unique_ptr<Listener> listen(const Uri& uri, const Options& options) {
+  tls::wanted(options, uri);  // refuses TLS options where there is no TLS (file:, rdma:)
   return registry().find(uri).listen(uri, options);
 }
 
@@ -56,6 +58,7 @@ std::unique_ptr<Listener> listen(std::string_view uri, const Options& options) {
 }
 
 std::vector<ChannelPtr> connect(const Uri& uri, const Options& options) {
+  tls::wanted(options, uri);
   return registry().find(uri).connect(uri, options);
 }
 

@@ -34,6 +34,7 @@ SessionVerdict SessionRules::judge(const hs::Hello& peer, Capabilities caps) con
   if (v.status == hs::Status::kOk) {
     // Before the session's fields: a peer that cannot authenticate learns nothing else.
     v.status = hs::check_auth_mode(v.reply, peer);
+    if (v.status == hs::Status::kOk) v.status = hs::check_tls_mode(v.reply, peer);
     if (v.status != hs::Status::kOk) v.refusal = hs::to_string(v.status);
   }
   if (v.status == hs::Status::kOk) {

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "transports/plain/channel.h"
+#include "transports/tls/channel.h"
 
 #if FERRY_HAVE_URING
 #include "transports/uring/channel.h"
@@ -34,6 +35,7 @@ ChannelPtr make_uring_channel(StreamChannelSpec s) {
 }  // namespace
 
 ChannelPtr make_stream_channel(StreamChannelSpec spec) {
+  if (spec.tls) return std::make_unique<tls::TlsChannel>(std::move(spec));
   // A kernel without io_uring, or a sandbox (seccomp, io_uring_disabled) that refuses it, still
   // gets working channels: the same bytes through blocking syscalls.
   if (const int err = uring::features().setup_error) {
@@ -44,6 +46,7 @@ ChannelPtr make_stream_channel(StreamChannelSpec spec) {
 }
 
 Capabilities stream_capabilities(const std::string& scheme, const Options& o) {
+  if (o.tls.enabled()) return kTls;
   const auto& f = uring::features();
   Capabilities c = 0;
   // AF_UNIX has no zero-copy path; its channels learn that at the first large send.
@@ -55,11 +58,14 @@ Capabilities stream_capabilities(const std::string& scheme, const Options& o) {
 #else  // built without liburing
 
 ChannelPtr make_stream_channel(StreamChannelSpec spec) {
+  if (spec.tls) return std::make_unique<tls::TlsChannel>(std::move(spec));
   return std::make_unique<plain::PlainChannel>(std::move(spec),
                                                "ferry built without io_uring");
 }
 
-Capabilities stream_capabilities(const std::string&, const Options&) { return 0; }
+Capabilities stream_capabilities(const std::string&, const Options& o) {
+  return o.tls.enabled() ? Capabilities{kTls} : 0;
+}
 
 #endif
 

@@ -9,6 +9,7 @@
 
 #include "ferry/transport.h"
 #include "transports/fd.h"
+#include "transports/tls/context.h"
 
 namespace ferry::transport {
 
@@ -25,12 +26,14 @@ struct StreamChannelSpec {
   uint64_t session_id = 0;
   std::string peer;
   Capabilities peer_caps = 0;
+  // Sockets with Options::tls: the TLS connection the handshake established on fd.
+  tls::SslPtr tls;
 };
 
 ChannelPtr make_stream_channel(StreamChannelSpec spec);
 
 // What a stream channel can offer in the handshake for these options: zero-copy and fixed
-// buffers need io_uring (and a kernel that has them).
+// buffers need io_uring (and a kernel that has them); a TLS channel offers kTls and nothing else.
 Capabilities stream_capabilities(const std::string& scheme, const Options& options);
 
 }  // namespace ferry::transport

@@ -37,6 +37,9 @@ enum Capability : uint64_t {
   kRemoteWrite = 1u << 1,     // write_remote() places bytes in the peer's registered memory
   kFixedBuffers = 1u << 2,    // register_memory() pins regions for the kernel (io_uring fixed bufs)
   kOneWay = 1u << 3,          // bytes go one way only (a stream file): the peer can never answer
+  // The channel's bytes are TLS 1.3 once the hello (and proof) crossed. Both ends must agree: a
+  // hello with it meets a listener without Options::tls (or the reverse) and both refuse.
+  kTls = 1u << 4,
 };
 using Capabilities = uint64_t;
 
@@ -100,6 +103,20 @@ struct Options {
   std::vector<uint8_t> psk;
   bool insecure = false;
 
+  // TLS 1.3 on tcp and unix channels, enabled when any file is set (then all three must be):
+  // this end's certificate chain and private key (PEM) and the CA (PEM) the peer's certificate
+  // must verify against. Both ends verify (the listener requires a client certificate). After
+  // the hello and, with a key, the proof, each channel runs a TLS handshake on its socket and
+  // its bytes are encrypted in user space by OpenSSL (Channel::send_path() says "tls-user").
+  // With psk as well, the proof keeps authenticating the session; TLS adds encryption and an
+  // x509 identity. Not for file: or rdma:.
+  struct Tls {
+    std::string cert_file;
+    std::string key_file;
+    std::string ca_file;
+    bool enabled() const { return !cert_file.empty() || !key_file.empty() || !ca_file.empty(); }
+  } tls;
+
   // Testing hooks: the values this end puts in its handshake.
   uint32_t handshake_magic = 0;    // 0 = the real magic
   uint16_t protocol_version = 0;   // 0 = the current version
@@ -155,6 +172,9 @@ class FERRY_API Channel {
   virtual ChannelStats stats() const = 0;
   // How sends are carried right now, e.g. "io_uring sendmsg (zero-copy off: kernel copied)".
   virtual std::string send_path() const = 0;
+  // What protects the channel's bytes on the wire: "none", or "tls-user" (TLS 1.3 encrypted in
+  // user space by OpenSSL, Options::tls). Room for "ktls" (the kernel's TLS) later.
+  virtual std::string encryption() const { return "none"; }
 
   void set_send_callback(SendCallback cb) { on_send_ = std::move(cb); }
 

@@ -14,6 +14,8 @@
 #include "transports/session_assembly.h"
 #include "transports/tcp/socket.h"
 #include "transports/stream_channel.h"
+#include "transports/tls/context.h"
+#include "transports/tls/handshake.h"
 
 namespace ferry::transport::tcp {
 namespace {
@@ -25,11 +27,18 @@ Capabilities advertised(const Uri& uri, const Options& o) {
   return stream_capabilities(uri.scheme, o);
 }
 
-ChannelPtr make_channel(const Uri& uri, Fd fd, const Options& o, const hs::Hello& local,
+// A connection through every step of the handshake: its socket and, with TLS, its session.
+struct Connection {
+  Fd fd;
+  tls::SslPtr tls;
+};
+
+ChannelPtr make_channel(const Uri& uri, Connection conn, const Options& o, const hs::Hello& local,
                         const hs::Hello& peer, std::string peer_text) {
   StreamChannelSpec c;
   c.transport = uri.scheme;
-  c.fd = std::move(fd);
+  c.fd = std::move(conn.fd);
+  c.tls = std::move(conn.tls);
   c.options = o;
   c.index = local.index;
   c.count = local.count;
@@ -61,12 +70,18 @@ class StreamListener final : public Listener {
     socklen_t len = sizeof ss;
     ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len);
     listener_local_ = is_local(reinterpret_cast<sockaddr*>(&ss));
-    if (uri_.scheme == "tcp" && !listener_local_ && opts_.psk.empty() && !opts_.insecure) {
+    if (tls::wanted(opts_, uri_)) {
+      tls_ = std::make_unique<tls::Context>(opts_.tls, tls::Side::kServer, address_);
+    }
+    // TLS's mutual certificate check authenticates too.
+    if (uri_.scheme == "tcp" && !listener_local_ && opts_.psk.empty() && !tls_ &&
+        !opts_.insecure) {
       throw TransportError(-1, address_, EACCES,
                            "refusing to listen on an address that is not loopback without "
                            "authentication: give a pre-shared key (Options::psk, ferry "
-                           "--psk-file) or, to let in anyone who can reach the port, set "
-                           "Options::insecure (ferry --insecure)");
+                           "--psk-file) or TLS certificates (Options::tls, ferry --tls-cert, "
+                           "--tls-key, --tls-ca) or, to let in anyone who can reach the port, "
+                           "set Options::insecure (ferry --insecure)");
     }
   }
   ~StreamListener() override {
@@ -78,7 +93,8 @@ class StreamListener final : public Listener {
   void cancel() noexcept override { cancel_.signal(); }
 
  private:
-  // A connection not yet in the session: its hello, then (with a key) its proof, arriving.
+  // A connection not yet in the session: its hello, then (with a key) its proof, arriving, then
+  // (with TLS) its TLS handshake.
   struct Pending {
     Fd fd;
     std::string peer;
@@ -90,14 +106,20 @@ class StreamListener final : public Listener {
     hs::Wire reply{};
     auth::FrameWire proof{};
     size_t proof_got = 0;
+    // TLS: entered after the hellos (and proofs); what poll() waits for is what OpenSSL wants.
+    std::unique_ptr<tls::Handshake> tls;
+    short events = POLLIN;
 
     std::span<uint8_t> missing() {
       return proving ? std::span<uint8_t>(proof).subspan(proof_got)
                      : std::span<uint8_t>(buf).subspan(got);
     }
     void arrived(size_t n) { (proving ? proof_got : got) += n; }
-    const char* stage() const { return proving ? "its proof" : "its hello"; }
+    const char* stage() const {
+      return tls ? "its TLS handshake" : proving ? "its proof" : "its hello";
+    }
     std::string progress() const {
+      if (tls) return "part";
       return proving ? std::to_string(proof_got) + " of " + std::to_string(auth::kFrameSize)
                      : std::to_string(got) + " of " + std::to_string(hs::kSize);
     }
@@ -109,8 +131,14 @@ class StreamListener final : public Listener {
   // Judges a complete hello and answers it. Returns true when the connection goes on to prove
   // the key (p stays pending), false when it was admitted or refused.
   bool evaluate(Pending& p);
-  // Checks a complete proof, answers with this end's proof or a refusal, admits or refuses.
-  void evaluate_proof(Pending& p);
+  // Checks a complete proof, answers with this end's proof or a refusal. Returns true when the
+  // connection goes on to TLS, false when it was admitted or refused.
+  bool evaluate_proof(Pending& p);
+  // After the hellos (and proofs): starts TLS (true: p stays pending) or admits (false).
+  bool hellos_done(Pending& p);
+  // Advances the TLS handshake; once done, judges again, sends the admission byte and admits
+  // or refuses. Returns true while p stays pending.
+  bool step_tls(Pending& p);
   void admit(Pending& p);
   void refuse(const Pending& p, int err, const std::string& why);
 
@@ -119,9 +147,10 @@ class StreamListener final : public Listener {
   Fd fd_;
   std::string address_;
   bool listener_local_ = false;
+  std::unique_ptr<tls::Context> tls_;  // with Options::tls
   CancelEvent cancel_;
 
-  SessionAssembly<Fd> session_;
+  SessionAssembly<Connection> session_;
 };
 
 void StreamListener::refuse(const Pending& p, int err, const std::string& why) {
@@ -174,11 +203,42 @@ bool StreamListener::evaluate(Pending& p) {
     p.deadline = Clock::now() + opts_.handshake_timeout;
     return true;
   }
-  admit(p);
+  return hellos_done(p);
+}
+
+bool StreamListener::hellos_done(Pending& p) {
+  if (!tls_) {
+    admit(p);
+    return false;
+  }
+  p.tls = std::make_unique<tls::Handshake>(tls_->new_session(p.fd.get(), -1, p.peer));
+  p.deadline = Clock::now() + opts_.handshake_timeout;
+  return step_tls(p);  // the client's first flight may be here already
+}
+
+bool StreamListener::step_tls(Pending& p) {
+  switch (p.tls->step()) {
+    case tls::Handshake::Step::kWantRead: p.events = POLLIN; return true;
+    case tls::Handshake::Step::kWantWrite: p.events = POLLOUT; return true;
+    case tls::Handshake::Step::kFailed: refuse(p, EPROTO, p.tls->error()); return false;
+    case tls::Handshake::Step::kDone: break;
+  }
+  // Another connection may have adopted the session or taken the index meanwhile.
+  const SessionVerdict v = session_.judge(hs::decode(p.buf), advertised(uri_, opts_));
+  std::string why;
+  const int werr = tls::send_admission(p.tls->ssl(), p.fd.get(), v.status,
+                                       Clock::now() + opts_.handshake_timeout, &why);
+  if (!v.accepted()) {
+    refuse(p, 0, v.refusal);
+  } else if (werr != 0) {
+    refuse(p, werr, "sending the admission after TLS" + (why.empty() ? "" : ": " + why));
+  } else {
+    admit(p);
+  }
   return false;
 }
 
-void StreamListener::evaluate_proof(Pending& p) {
+bool StreamListener::evaluate_proof(Pending& p) {
   auth::FrameWire out{};
   const SessionVerdict v =
       session_.judge_proof(p.buf, p.reply, p.proof, advertised(uri_, opts_), &out);
@@ -189,16 +249,19 @@ void StreamListener::evaluate_proof(Pending& p) {
   } else if (werr != 0) {
     refuse(p, werr, "sending this end's proof");
   } else {
-    admit(p);
+    return hellos_done(p);
   }
+  return false;
 }
 
 void StreamListener::admit(Pending& p) {
   set_blocking(p.fd.get(), true);
-  session_.admit(hs::decode(p.buf), p.peer, std::move(p.fd));
+  Connection c{std::move(p.fd), p.tls ? p.tls->take() : nullptr};
+  session_.admit(hs::decode(p.buf), p.peer, std::move(c));
 }
 
 bool StreamListener::read_pending(Pending& p) {
+  if (p.tls) return !step_tls(p);
   ssize_t n = 0;
   // Until the socket is empty, so a close right behind the bytes is seen now.
   while (!p.missing().empty()) {
@@ -208,11 +271,7 @@ bool StreamListener::read_pending(Pending& p) {
     p.arrived(static_cast<size_t>(n));
   }
   if (p.missing().empty()) {
-    if (p.proving) {
-      evaluate_proof(p);
-      return true;
-    }
-    return !evaluate(p);
+    return p.proving ? !evaluate_proof(p) : !evaluate(p);
   }
   if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
     refuse(p, n == 0 ? 0 : errno,
@@ -231,7 +290,7 @@ std::vector<ChannelPtr> StreamListener::accept() {
     auto wake = deadline;
     for (const Pending& p : pending) wake = std::min(wake, p.deadline);
     pfds.assign(1, pollfd{fd_.get(), POLLIN, 0});
-    for (const Pending& p : pending) pfds.push_back(pollfd{p.fd.get(), POLLIN, 0});
+    for (const Pending& p : pending) pfds.push_back(pollfd{p.fd.get(), p.events, 0});
     pfds.push_back(cancel_.poll_entry());  // last, so pending i stays at pfds[i + 1]
     int r = ::poll(pfds.data(), pfds.size(), ms_until(wake));
     if (r < 0 && errno != EINTR) throw TransportError(-1, address_, errno, "poll");
@@ -243,7 +302,7 @@ std::vector<ChannelPtr> StreamListener::accept() {
     for (size_t i = 0; i < pending.size();) {
       Pending& p = pending[i];
       bool drop = false;
-      if (r > 0 && (pfds[i + 1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      if (r > 0 && (pfds[i + 1].revents & (POLLIN | POLLOUT | POLLHUP | POLLERR))) {
         drop = read_pending(p);
       }
       if (!drop && now >= p.deadline) {
@@ -275,6 +334,12 @@ std::vector<ChannelPtr> StreamListener::accept() {
   return out;
 }
 
+// With TLS: this end's client context for all of connect()'s channels.
+std::unique_ptr<tls::Context> client_context(const Uri& uri, const Options& o) {
+  if (!tls::wanted(o, uri)) return nullptr;
+  return std::make_unique<tls::Context>(o.tls, tls::Side::kClient, uri.to_string());
+}
+
 }  // namespace
 
 std::unique_ptr<Listener> listen(const Uri& uri, const Options& options) {
@@ -287,6 +352,7 @@ std::vector<ChannelPtr> connect(const Uri& uri, const Options& options) {
     throw TransportError(-1, uri.to_string(), EINVAL, "connect: options.channels must be >= 1");
   }
   auth::check_key(options, uri.to_string());
+  const std::unique_ptr<tls::Context> tls = client_context(uri, options);
   const uint64_t session = options.session_id ? options.session_id : hs::random_session_id();
   std::vector<ChannelPtr> out;
   out.reserve(options.channels);
@@ -303,7 +369,9 @@ std::vector<ChannelPtr> connect(const Uri& uri, const Options& options) {
                                             options.channels, advertised(uri, options));
     const hs::Hello remote =
         hs::connect_exchange(fd.get(), local, options.handshake_timeout, idx, peer, options.psk);
-    out.push_back(make_channel(uri, std::move(fd), options, local, remote, peer));
+    Connection conn{std::move(fd), nullptr};
+    if (tls) conn.tls = tls::connect(*tls, conn.fd.get(), options.handshake_timeout, idx, peer);
+    out.push_back(make_channel(uri, std::move(conn), options, local, remote, peer));
   }
   return out;
 }
