@@ -12,6 +12,8 @@
 //                                       the 2-vCPU VM); it used to be the baseline and flattered ferry.
 //   BM_TcpUringLargeBuffers             ferry with the remote-peer buffer size on loopback.
 //   BM_TcpUringZeroCopyAlways           SEND_ZC forced on; loopback copies anyway.
+//   BM_TcpTls/channels:N                TLS 1.3 (Options::tls, user-space OpenSSL), against
+//                                       BM_TcpUring in bench/summary: what encryption costs.
 //
 // Every variant moves the same bytes in the same 1 MiB steps of 256 page iovecs (ferry) or one
 // 1 MiB buffer (baseline) and receives into place in a separate buffer, checked after the run.
@@ -35,6 +37,7 @@
 
 #include "bench/common/plain_names.h"
 #include "ferry/transport.h"
+#include "tests/transports/tls_certs.h"
 #if FERRY_HAVE_URING
 #include "transports/uring/features.h"
 #endif
@@ -197,6 +200,23 @@ void BM_TcpUringZeroCopyAlways(benchmark::State& state) {
   tcp_uring(state, o);
 }
 
+// A CA and one certificate for both ends, made once in a temporary directory.
+Options::Tls bench_tls() {
+  static const Options::Tls files = [] {
+    char dir[] = "/tmp/ferry-bench-tls-XXXXXX";
+    if (!::mkdtemp(dir)) return Options::Tls{};
+    ferry::transport::testing::TestPki pki(dir, "bench-ca");
+    return pki.issue("bench-peer");
+  }();
+  return files;
+}
+
+void BM_TcpTls(benchmark::State& state) {
+  Options o;
+  o.tls = bench_tls();
+  tcp_uring(state, o);
+}
+
 // tuned: ferry's options for a local peer; otherwise the kernel's defaults (autotuning).
 void blocking_send(benchmark::State& state, bool tuned) {
   const size_t n = static_cast<size_t>(state.range(0));
@@ -295,6 +315,7 @@ FERRY_CHANNELS(BM_BaselineBlockingSend, ->Arg(1)->Arg(2)->Arg(4));
 FERRY_CHANNELS(BM_BaselineBlockingSendKernelBuffers, ->Arg(1));
 FERRY_CHANNELS(BM_TcpUringLargeBuffers, ->Arg(1));
 FERRY_CHANNELS(BM_TcpUringZeroCopyAlways, ->Arg(1));
+FERRY_CHANNELS(BM_TcpTls, ->Arg(1)->Arg(2));
 
 }  // namespace
 

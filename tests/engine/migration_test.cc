@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <tuple>
@@ -11,6 +12,7 @@
 #include "ferry/migration.h"
 #include "engine/ram/page_digest.h"
 #include "tests/engine/migration_test_util.h"
+#include "tests/transports/tls_certs.h"
 #include "transports/rdma/rdma_transport.h"
 
 namespace ferry {
@@ -100,8 +102,9 @@ using During = std::function<void(MigrationSource&, MigrationDestination&,
                                   std::vector<transport::Channel*>& dst_channels)>;
 Outcome migrate(Guest& g, MigrationConfig cfg, MigrationHooks hooks, const std::string& uri,
                 uint32_t channels, const During& during = {},
-                const std::function<void(std::vector<transport::ChannelPtr>&)>& wrap_dst = {}) {
-  ChannelPair p = testing::make_channels(uri, channels);
+                const std::function<void(std::vector<transport::ChannelPtr>&)>& wrap_dst = {},
+                const transport::Options& transport_options = {}) {
+  ChannelPair p = testing::make_channels(uri, channels, transport_options);
   if (wrap_dst) wrap_dst(p.dst);
   std::vector<transport::Channel*> dch;
   for (auto& c : p.dst) dch.push_back(c.get());
@@ -322,6 +325,33 @@ TEST(EngineMigration, UnixSocketTwoChannels) {
   ASSERT_EQ(o.src_err, "");
   ASSERT_EQ(o.dst_err, "");
   g.expect_identical();
+}
+
+TEST(EngineMigration, TlsTwoChannels) {
+  char dir[] = "/tmp/ferry-engine-tls-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  transport::Options o;
+  {
+    transport::testing::TestPki pki(dir, "engine-test-ca");
+    o.tls = pki.issue("engine-test-peer");  // one certificate for both ends: the same CA
+  }
+  Guest g({{"ram0", 4 << 20, 4096}}, 4);
+  MigrationConfig cfg;
+  cfg.max_iterations = 3;
+  cfg.verify = true;
+  g.start_writers();
+  std::string encryption;
+  const Outcome out = migrate(g, cfg, stop_writers_hooks(g), "tcp:127.0.0.1:0", 2, {},
+                              [&](std::vector<transport::ChannelPtr>& dst) {
+                                encryption = dst[1]->encryption();
+                              },
+                              o);
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(out.src_err, "");
+  ASSERT_EQ(out.dst_err, "");
+  g.expect_identical();
+  EXPECT_TRUE(out.src.verified);
+  EXPECT_EQ(encryption, "tls-user");
 }
 
 TEST(EngineMigration, HugePages2MiB) {

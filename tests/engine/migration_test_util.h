@@ -76,6 +76,7 @@ class ForwardingChannel : public transport::Channel {
   transport::Capabilities capabilities() const override { return inner_->capabilities(); }
   transport::ChannelStats stats() const override { return inner_->stats(); }
   std::string send_path() const override { return inner_->send_path(); }
+  std::string encryption() const override { return inner_->encryption(); }
   void send(std::span<const iovec> iov, uint64_t cookie) override { inner_->send(iov, cookie); }
   size_t poll_completions() override { return inner_->poll_completions(); }
   void wait_all() override { inner_->wait_all(); }
@@ -160,8 +161,8 @@ inline std::string rdma_uri_or_skip_reason(std::string* uri) {
   return why;
 }
 
-inline ChannelPair make_channels(const std::string& uri, uint32_t n) {
-  transport::Options o;
+// o: further transport options (TLS, a key); channels and io_timeout are set here.
+inline ChannelPair make_channels(const std::string& uri, uint32_t n, transport::Options o = {}) {
   o.channels = n;
   // A bound on every blocking call: a bug shows as an error, not a hung test.
   o.io_timeout = std::chrono::milliseconds(60'000);

@@ -1,6 +1,6 @@
 // `ferry send/recv --psk-file` as a user runs them: the key file's checks (mode, type, length),
 // an authenticated migration end to end, a wrong key refused on both ends, and the listen
-// policy (--insecure) off loopback.
+// policy (--insecure) off loopback. Also --tls-cert/--tls-key/--tls-ca: a migration over TLS.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -15,6 +15,7 @@
 #include <string>
 
 #include "tests/tools/cli_run.h"
+#include "tests/transports/tls_certs.h"
 
 namespace {
 
@@ -160,6 +161,37 @@ TEST(FerryPskCli, ListeningOffLoopbackNeedsAKeyOrInsecure) {
   r = run("recv --listen tcp:0.0.0.0:0 --size 16M --insecure --accept-timeout 0.2", dir);
   EXPECT_THAT(r.out, HasSubstr("listening on tcp:0.0.0.0:"));
   EXPECT_THAT(r.err, ::testing::Not(HasSubstr("authentication")));
+}
+
+// Certificates from one CA on both ends: the migration runs over TLS and says so.
+TEST(FerryTlsCli, SendRecvWithCertificatesMigratesOverTls) {
+  TempDir dir;
+  ferry::transport::testing::TestPki pki(dir.path().string(), "cli-ca");
+  const auto src = pki.issue("cli-source");
+  const auto dst = pki.issue("cli-destination");
+  auto flags = [](const ferry::transport::Options::Tls& t) {
+    return " --tls-cert '" + t.cert_file + "' --tls-key '" + t.key_file + "' --tls-ca '" +
+           t.ca_file + "'";
+  };
+  // Off loopback: the certificates authenticate, no --insecure needed.
+  Receiver recv(dir, "--listen tcp:0.0.0.0:0 --size 16M --seed 4" + flags(dst));
+  ASSERT_NE(recv.address(), "") << recv.err();
+  const std::string port = recv.address().substr(recv.address().rfind(':'));
+  auto s = run("send --connect tcp:127.0.0.1" + port +
+                   " --size 16M --seed 4 --channels 2 --verify digest" + flags(src),
+               dir, "send");
+  EXPECT_EQ(recv.finish(), 0) << recv.out() << recv.err();
+  EXPECT_EQ(s.status, 0) << s.out << s.err;
+  EXPECT_THAT(s.out, HasSubstr("tls-user: TLSv1.3"));
+  EXPECT_THAT(s.out, HasSubstr("CN=cli-destination"));
+  EXPECT_THAT(s.out, HasSubstr("verified: destination confirmed identical blocks"));
+}
+
+TEST(FerryTlsCli, PartialTlsFlagsAreAUsageError) {
+  TempDir dir;
+  auto r = run("recv --listen tcp:127.0.0.1:0 --size 16M --tls-cert x.pem", dir);
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("--tls-cert, --tls-key and --tls-ca go together"));
 }
 
 }  // namespace

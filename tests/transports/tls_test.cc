@@ -17,6 +17,7 @@
 
 #include "tests/transports/test_util.h"
 #include "tests/transports/tls_certs.h"
+#include "transports/handshake.h"
 
 namespace ferry::transport {
 namespace {
@@ -150,6 +151,42 @@ TEST_F(Tls, TlsConnectorIsRefusedByPlainListener) {
   auto [at_connector, at_listener] = refused(client, test_options());
   EXPECT_THAT(at_connector, HasSubstr("this end requires TLS (Options::tls), the peer has none"));
   EXPECT_THAT(at_listener, HasSubstr("the peer requires TLS and this end has none configured"));
+}
+
+// A raw peer whose hello asks for TLS, then sends `after` instead of a TLS handshake: the
+// listener's refusal.
+std::string refusal_after_hello(const Options& server, const std::string& after) {
+  auto l = listen("tcp:127.0.0.1:0", server);
+  std::promise<std::string> refusal;
+  std::once_flag once;
+  l->on_refused([&](const TransportError& e) {
+    std::call_once(once, [&] { refusal.set_value(e.what()); });
+  });
+  auto accepted = std::async(std::launch::async, [&] {
+    try { l->accept(); } catch (const TransportError&) {}
+  });
+  Fd fd = raw_connect(l->address());
+  const auto hello = handshake::encode(
+      handshake::local_hello(test_options(), handshake::Role::kConnector, 42, 0, 1, kTls));
+  EXPECT_EQ(::send(fd.get(), hello.data(), hello.size(), MSG_NOSIGNAL), 64);
+  uint8_t reply[64];
+  EXPECT_EQ(::recv(fd.get(), reply, sizeof reply, MSG_WAITALL), 64);
+  if (!after.empty()) ::send(fd.get(), after.data(), after.size(), MSG_NOSIGNAL);
+  auto f = refusal.get_future();
+  const bool refused = f.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  l->cancel();
+  accepted.get();
+  return refused ? f.get() : "(no refusal)";
+}
+
+TEST_F(Tls, GarbageInsteadOfTlsIsRefused) {
+  EXPECT_THAT(refusal_after_hello(server, std::string(200, 'x')),
+              HasSubstr("TLS handshake failed"));
+}
+
+TEST_F(Tls, SilenceInsteadOfTlsIsRefusedAtTheHandshakeTimeout) {
+  server.handshake_timeout = std::chrono::milliseconds(200);
+  EXPECT_THAT(refusal_after_hello(server, ""), HasSubstr("did not finish its TLS handshake"));
 }
 
 TEST_F(Tls, BadFilesAreNamed) {

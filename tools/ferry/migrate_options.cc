@@ -52,6 +52,9 @@ std::string MigrateOptions::resolve() {
   }
   if (size / page_size > (uint64_t{1} << 32)) return "--size " + size_text + " is too large";
   if (!(dirty_rate_mib >= 0) || std::isinf(dirty_rate_mib)) return "--dirty-rate must be >= 0";
+  if (tls.enabled() && (tls.cert_file.empty() || tls.key_file.empty() || tls.ca_file.empty())) {
+    return "--tls-cert, --tls-key and --tls-ca go together: give all three or none";
+  }
   if (!psk_file.empty()) return read_psk_file(psk_file, &psk);
   return "";
 }
@@ -82,6 +85,7 @@ transport::Options MigrateOptions::transport_options(uint32_t n) const {
   t.io_timeout = std::chrono::seconds(60);
   t.psk = psk;
   t.insecure = insecure;
+  t.tls = tls;
   return t;
 }
 
@@ -173,8 +177,19 @@ void add_migrate_options(CLI::App* sub, MigrateOptions& o, unsigned sets) {
                     "listen on an address that is not loopback unless --insecure")
         ->type_name("FILE");
     sub->add_flag("--insecure", o.insecure,
-                  "allow listening on an address that is not loopback without --psk-file: "
+                  "allow listening on an address that is not loopback without --psk-file or "
+                  "--tls-cert: "
                   "anyone who can reach the port can send the guest's memory");
+    sub->add_option("--tls-cert", o.tls.cert_file,
+                    "TLS 1.3 on every channel (tcp, unix): this end's certificate chain (PEM); "
+                    "with --tls-key and --tls-ca. Both ends verify the other's certificate "
+                    "against their CA; enough to listen off loopback without --psk-file")
+        ->type_name("FILE");
+    sub->add_option("--tls-key", o.tls.key_file, "the private key (PEM) of --tls-cert")
+        ->type_name("FILE");
+    sub->add_option("--tls-ca", o.tls.ca_file,
+                    "CA certificate(s) (PEM) the peer's TLS certificate must verify against")
+        ->type_name("FILE");
   }
   if (sets & kOutputOptions) {
     sub->add_option("--json", o.json_file, "write the migration statistics as JSON to FILE")

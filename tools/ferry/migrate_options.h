@@ -54,6 +54,8 @@ struct MigrateOptions {
   // Authentication: --psk-file (read by resolve() into psk) and --insecure.
   std::string psk_file;
   bool insecure = false;
+  // TLS 1.3 on every channel: --tls-cert, --tls-key, --tls-ca (PEM files, all three or none).
+  transport::Options::Tls tls;
   // Where: demo and recv listen on it, send connects to it.
   std::string uri = "tcp:127.0.0.1:0";
 
@@ -83,7 +85,7 @@ enum OptionSet : unsigned {
   kImageOptions = 1,    // --size --page-size --seed --content
   kSourceOptions = 2,   // --dirty-rate --hot-set --channels --xbzrle --zero --lz4 --downtime-ms ...
   kOutputOptions = 4,   // --json --report --quiet
-  kAuthOptions = 8,     // --psk-file --insecure
+  kAuthOptions = 8,     // --psk-file --insecure --tls-cert --tls-key --tls-ca
 };
 void add_migrate_options(CLI::App* sub, MigrateOptions& o, unsigned sets);
 

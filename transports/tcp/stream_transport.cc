@@ -115,11 +115,8 @@ class StreamListener final : public Listener {
                      : std::span<uint8_t>(buf).subspan(got);
     }
     void arrived(size_t n) { (proving ? proof_got : got) += n; }
-    const char* stage() const {
-      return tls ? "its TLS handshake" : proving ? "its proof" : "its hello";
-    }
+    const char* stage() const { return proving ? "its proof" : "its hello"; }
     std::string progress() const {
-      if (tls) return "part";
       return proving ? std::to_string(proof_got) + " of " + std::to_string(auth::kFrameSize)
                      : std::to_string(got) + " of " + std::to_string(hs::kSize);
     }
@@ -306,9 +303,10 @@ std::vector<ChannelPtr> StreamListener::accept() {
         drop = read_pending(p);
       }
       if (!drop && now >= p.deadline) {
+        const std::string what = p.tls ? std::string("did not finish its TLS handshake")
+                                       : "sent " + p.progress() + " bytes of " + p.stage();
         refuse(p, ETIMEDOUT,
-               "sent " + p.progress() + " bytes of " + p.stage() + " within " +
-                   std::to_string(opts_.handshake_timeout.count()) + " ms");
+               what + " within " + std::to_string(opts_.handshake_timeout.count()) + " ms");
         drop = true;
       }
       if (drop) {
