@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ferry/secure_bytes.h"
 #include "ferry/transport_error.h"
 #include "ferry/uri.h"
 
@@ -99,8 +100,9 @@ struct Options {
   // saying which end lacks what; a listener adopts a session only from a peer that proved it.
   // Without a key no proof is exchanged, and a peer that requires one is refused. listen()
   // refuses a tcp address that is not loopback without a key unless insecure is set (unix
-  // sockets and loopback are fine without).
-  std::vector<uint8_t> psk;
+  // sockets and loopback are fine without). Every copy of the key (each channel keeps one) is
+  // wiped when it is freed (SecureBytes; a std::vector<uint8_t> assigns to it).
+  SecureBytes psk;
   bool insecure = false;
 
   // TLS 1.3 on tcp and unix channels, enabled when any file is set (then all three must be):

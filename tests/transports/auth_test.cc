@@ -408,5 +408,32 @@ TEST(AuthPolicy, RdmaRefusesAShortKeyBeforeTouchingADevice) {
 }
 #endif
 
+// ---- Options::psk ------------------------------------------------------------------------
+
+TEST(SecureBytes, TakesAVectorAndWipesTheOneItWasMovedFrom) {
+  std::vector<uint8_t> key(32, 0x5a);
+  const uint8_t* old = key.data();
+  Options o;
+  o.psk = std::move(key);
+  EXPECT_EQ(o.psk.size(), 32u);
+  EXPECT_EQ(o.psk[31], 0x5a);
+  // Moved-from: emptied, and its buffer (still owned by the vector, capacity kept) zeroed.
+  EXPECT_TRUE(key.empty());  // NOLINT(bugprone-use-after-move): the wipe is what is tested
+  ASSERT_EQ(key.data(), old);
+  for (size_t i = 0; i < 32; ++i) ASSERT_EQ(old[i], 0) << i;
+
+  const std::vector<uint8_t> copy(33, 7);
+  o.psk = copy;
+  EXPECT_EQ(copy.size(), 33u) << "a copied vector is left alone";
+  const std::span<const uint8_t> view = o.psk;
+  EXPECT_EQ(view.size(), 33u);
+  Options copied = o;
+  EXPECT_EQ(copied.psk, o.psk);
+
+  uint8_t buf[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  secure_wipe(buf, sizeof buf);
+  for (uint8_t b : buf) EXPECT_EQ(b, 0);
+}
+
 }  // namespace
 }  // namespace ferry::transport

@@ -65,7 +65,7 @@ struct MigrateOptions {
   uint64_t hot_set = 0;
   uint64_t bandwidth = 0;
   ImageContent content = ImageContent::kMix;
-  std::vector<uint8_t> psk;
+  SecureBytes psk;  // wiped when freed
 
   // Parses the size texts (already validated), checks how they combine and reads --psk-file;
   // returns an error message for a usage error, "" when fine.

@@ -40,7 +40,7 @@ std::string check_file(const std::string& path, const struct stat& st) {
 
 }  // namespace
 
-std::string read_psk_file(const std::string& path, std::vector<uint8_t>* key) {
+std::string read_psk_file(const std::string& path, SecureBytes* key) {
   // O_NONBLOCK: a FIFO put in the key's place must not hang the open; fstat refuses it next.
   transport::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
   if (!fd) return "--psk-file " + path + ": " + std::strerror(errno);

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "ferry/secure_bytes.h"
+
 namespace ferry::cli {
 
 // The key file's bytes, exactly as they are (no trimming): e.g. `head -c 32 /dev/urandom > key`
@@ -14,9 +16,9 @@ namespace ferry::cli {
 inline constexpr size_t kMinPskFileBytes = 32;   // 256 bits
 inline constexpr size_t kMaxPskFileBytes = 4096;
 
-// Reads path into *key. Refuses, naming the file: one that is not a regular file, one whose mode
+// Reads path into *key (read straight into it: no other copy of the key is left behind). Refuses, naming the file: one that is not a regular file, one whose mode
 // lets group or others in (naming the mode: "mode 0644 ... chmod 600"), fewer than
 // kMinPskFileBytes or more than kMaxPskFileBytes bytes. Returns "" or the error message.
-std::string read_psk_file(const std::string& path, std::vector<uint8_t>* key);
+std::string read_psk_file(const std::string& path, SecureBytes* key);
 
 }  // namespace ferry::cli
