@@ -12,6 +12,8 @@
 #include <memory>
 #include <string_view>
 
+#include "transports/tcp/socket.h"
+
 namespace ferry::transport::auth {
 namespace {
 
@@ -127,6 +129,20 @@ void check_key(const Options& options, const std::string& where) {
                        "the pre-shared key is " + std::to_string(options.psk.size()) +
                            " bytes; at least " + std::to_string(kMinPskBytes) +
                            " (256 bits) are required");
+}
+
+void check_listen_exposure(const sockaddr* bound, const Options& options,
+                           const std::string& address) {
+  // TLS's mutual certificate check authenticates too (tcp and unix only; rdma refuses TLS).
+  if (tcp::is_local(bound) || !options.psk.empty() || options.tls.enabled() || options.insecure) {
+    return;
+  }
+  throw TransportError(-1, address, EACCES,
+                       "refusing to listen on an address that is not loopback without "
+                       "authentication: give a pre-shared key (Options::psk, ferry "
+                       "--psk-file) or TLS certificates (Options::tls, ferry --tls-cert, "
+                       "--tls-key, --tls-ca) or, to let in anyone who can reach the port, set "
+                       "Options::insecure (ferry --insecure)");
 }
 
 Tag proof(std::span<const uint8_t> psk, hs::Role prover,

@@ -30,6 +30,8 @@
 // cannot pose as the destination either. Labels differ per role, so a tag cannot be reflected.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <array>
 #include <cstdint>
 #include <span>
@@ -62,6 +64,13 @@ handshake::Nonce random_nonce();
 
 // Throws EINVAL naming `where` when options.psk is set but shorter than kMinPskBytes.
 void check_key(const Options& options, const std::string& where);
+
+// The listen rule of the tcp and rdma listeners, one text for both: throws EACCES naming
+// `address` when the listener is bound to `bound`, an address that is not loopback (nor a unix
+// socket), without a pre-shared key, TLS certificates or Options::insecure: anyone who can reach the
+// port could then migrate into (or out of) this process.
+void check_listen_exposure(const sockaddr* bound, const Options& options,
+                           const std::string& address);
 
 // The tag `prover` sends, over the two hellos as they went on the wire.
 Tag proof(std::span<const uint8_t> psk, handshake::Role prover,

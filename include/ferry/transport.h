@@ -99,9 +99,9 @@ struct Options {
   // transports/auth.h) and a peer without it, or with another key, is refused with a message
   // saying which end lacks what; a listener adopts a session only from a peer that proved it.
   // Without a key no proof is exchanged, and a peer that requires one is refused. listen()
-  // refuses a tcp address that is not loopback without a key unless insecure is set (unix
-  // sockets and loopback are fine without). Every copy of the key (each channel keeps one) is
-  // wiped when it is freed (SecureBytes; a std::vector<uint8_t> assigns to it).
+  // refuses a tcp or rdma address that is not loopback without a key unless insecure is set
+  // (unix sockets and loopback are fine without). Every copy of the key (each channel keeps
+  // one) is wiped when it is freed (SecureBytes; a std::vector<uint8_t> assigns to it).
   SecureBytes psk;
   bool insecure = false;
 

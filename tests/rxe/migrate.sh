@@ -26,7 +26,7 @@ fi
 for ch in 1 2; do
   echo "== ferry demo over rdma, $ch channel(s)"
   t=$(now)
-  "$ferry" demo --uri "rdma:$addr:0" --size 128M --channels "$ch" --dirty-rate 32 \
+  "$ferry" demo --insecure --uri "rdma:$addr:0" --size 128M --channels "$ch" --dirty-rate 32 \
     --json /tmp/demo$ch.json >/tmp/demo$ch.log 2>&1
   rc=$?
   grep -E '^(connected|placement|transferred|downtime|destination:|verified)' /tmp/demo$ch.log
@@ -42,7 +42,7 @@ echo "== RLIMIT_MEMLOCK too small for placement (not root): stream, saying what 
 if command -v setpriv >/dev/null; then
   t=$(now)
   (ulimit -l 16384 && exec setpriv --reuid 65534 --regid 65534 --clear-groups \
-    "$ferry" demo --uri "rdma:$addr:0" --size 64M --channels 1 --dirty-rate 8) >/tmp/memlock.log 2>&1
+    "$ferry" demo --insecure --uri "rdma:$addr:0" --size 64M --channels 1 --dirty-rate 8) >/tmp/memlock.log 2>&1
   rc=$?
   grep -E '^(placement|verified)' /tmp/memlock.log
   if [ $rc -ne 0 ] || ! grep -q '^verified' /tmp/memlock.log || \
@@ -56,7 +56,7 @@ else
 fi
 
 echo "== receiver killed mid-transfer"
-"$ferry" recv --listen "rdma:$addr:0" --size 256M >/tmp/recv.log 2>&1 &
+"$ferry" recv --insecure --listen "rdma:$addr:0" --size 256M >/tmp/recv.log 2>&1 &
 recv=$!
 i=0; while [ $i -lt 100 ] && ! grep -q '^listening on' /tmp/recv.log; do sleep 0.1; i=$((i + 1)); done
 uri=$(sed -n 's/^listening on //p' /tmp/recv.log)

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
     o.channels = channels;
     o.io_timeout = std::chrono::milliseconds(30'000);
     o.max_outstanding_sends = 8;  // 8 MiB in flight: the run ends close to its time
+    o.insecure = true;            // the rxe address is not loopback; no key in a benchmark
     auto l = listen("rdma:" + addr + ":0", o);
     auto acc = std::async(std::launch::async, [&] { return l->accept(); });
     auto tx = connect(l->address(), o);

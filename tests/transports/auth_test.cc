@@ -4,6 +4,9 @@
 // session_id-0 listener's session, and the listen policy (no key off loopback, short keys).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -366,9 +369,16 @@ TEST(AuthHijack, StalledProofDoesNotHoldUpTheRealSource) {
 
 // ---- Policy ------------------------------------------------------------------------------
 
+// Options as a listener gets them by default: insecure off.
+Options secure_options() {
+  Options o = test_options();
+  o.insecure = false;
+  return o;
+}
+
 TEST(AuthPolicy, NonLoopbackListenNeedsAKeyOrInsecure) {
   try {
-    listen("tcp:0.0.0.0:0", test_options());
+    listen("tcp:0.0.0.0:0", secure_options());
     ADD_FAILURE() << "listened on 0.0.0.0 without a key";
   } catch (const TransportError& e) {
     EXPECT_EQ(e.error_code(), EACCES);
@@ -377,10 +387,54 @@ TEST(AuthPolicy, NonLoopbackListenNeedsAKeyOrInsecure) {
   Options insecure = test_options();
   insecure.insecure = true;
   EXPECT_NO_THROW(listen("tcp:0.0.0.0:0", insecure));
-  EXPECT_NO_THROW(listen("tcp:0.0.0.0:0", with_key(key(3))));
-  EXPECT_NO_THROW(listen("tcp:127.0.0.1:0", test_options()));
+  Options keyed = with_key(key(3));
+  keyed.insecure = false;
+  EXPECT_NO_THROW(listen("tcp:0.0.0.0:0", keyed));
+  EXPECT_NO_THROW(listen("tcp:127.0.0.1:0", secure_options()));
   TempDir dir;
-  EXPECT_NO_THROW(listen("unix:" + dir.path() + "/s", test_options()));
+  EXPECT_NO_THROW(listen("unix:" + dir.path() + "/s", secure_options()));
+}
+
+// The rule as the rdma listener applies it too (one function, one text), without a device.
+TEST(AuthPolicy, ListenRuleOffLoopbackIsOneFunctionWithTheListenersText) {
+  Options secure;
+  sockaddr_in remote{};
+  remote.sin_family = AF_INET;
+  ::inet_pton(AF_INET, "192.0.2.7", &remote.sin_addr);
+  const auto* sa = reinterpret_cast<const sockaddr*>(&remote);
+  std::string direct;
+  try {
+    auth::check_listen_exposure(sa, secure, "rdma:192.0.2.7:4791");
+    ADD_FAILURE() << "no refusal";
+  } catch (const TransportError& e) {
+    EXPECT_EQ(e.error_code(), EACCES);
+    direct = e.detail();
+  }
+  EXPECT_THAT(direct, HasSubstr("not loopback without authentication"));
+  // The same words as the tcp listener's refusal (one function says both).
+  try {
+    listen("tcp:0.0.0.0:0", secure);
+    ADD_FAILURE() << "tcp listened on 0.0.0.0 without a key";
+  } catch (const TransportError& e) {
+    EXPECT_EQ(e.detail(), direct);
+  }
+
+  Options keyed;
+  keyed.psk = std::vector<uint8_t>(32, 1);
+  EXPECT_NO_THROW(auth::check_listen_exposure(sa, keyed, "x"));
+  Options insecure;
+  insecure.insecure = true;
+  EXPECT_NO_THROW(auth::check_listen_exposure(sa, insecure, "x"));
+  sockaddr_in loop = remote;
+  ::inet_pton(AF_INET, "127.0.0.9", &loop.sin_addr);
+  EXPECT_NO_THROW(auth::check_listen_exposure(reinterpret_cast<sockaddr*>(&loop), secure, "x"));
+  sockaddr_in6 loop6{};
+  loop6.sin6_family = AF_INET6;
+  loop6.sin6_addr = in6addr_loopback;
+  EXPECT_NO_THROW(auth::check_listen_exposure(reinterpret_cast<sockaddr*>(&loop6), secure, "x"));
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  EXPECT_NO_THROW(auth::check_listen_exposure(reinterpret_cast<sockaddr*>(&un), secure, "x"));
 }
 
 TEST(AuthPolicy, KeyShorterThan256BitsIsRefused) {

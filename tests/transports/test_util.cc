@@ -99,6 +99,9 @@ Options test_options() {
   o.accept_timeout = std::chrono::milliseconds(10'000);
   o.io_timeout = std::chrono::milliseconds(10'000);
   o.file_sync = false;
+  // The rdma cases listen on the soft-RoCE VM's address, which is not loopback, without a key;
+  // the listen rule itself is tested with insecure off (auth_test.cc, AuthPolicy).
+  o.insecure = true;
   return o;
 }
 

@@ -54,6 +54,8 @@ void fill_scatter(Scatter& s, uint64_t seed);
 // Checks every piece against the pattern and every canary; returns "" or what is wrong.
 std::string verify_scatter(const Scatter& s, uint64_t seed);
 
+// Bounded timeouts, no fsync, and insecure (listening without a key off loopback allowed: the
+// rdma cases use the soft-RoCE VM's address).
 Options test_options();
 
 // Drives channel i of both ends of a session from threads of its own: senders and receivers

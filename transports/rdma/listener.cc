@@ -43,17 +43,20 @@ class RdmaListener final : public Listener {
                                           kCreateDeviceHint + ")"
                                     : std::string()));
     }
+    try {
+      // Before rdma_listen: no connection request is ever taken on a refused address.
+      auth::check_listen_exposure(rdma_get_local_addr(id_), opts_, uri_.to_string());
+    } catch (...) {
+      release();  // a constructor that throws gets no destructor
+      throw;
+    }
     if (rdma_listen(id_, 64) != 0) throw TransportError(-1, uri_.to_string(), errno, "rdma_listen");
     const uint16_t port = ntohs(rdma_get_src_port(id_));
     Uri a = uri_;
     a.port = port;
     address_ = a.to_string();
   }
-  ~RdmaListener() override {
-    pending_.clear();
-    if (id_) rdma_destroy_id(id_);
-    if (ec_) rdma_destroy_event_channel(ec_);
-  }
+  ~RdmaListener() override { release(); }
 
   std::string address() const override { return address_; }
   std::vector<ChannelPtr> accept() override;
@@ -70,6 +73,13 @@ class RdmaListener final : public Listener {
     hs::Wire reply{};
   };
 
+  void release() noexcept {
+    pending_.clear();
+    if (id_) rdma_destroy_id(id_);
+    if (ec_) rdma_destroy_event_channel(ec_);
+    id_ = nullptr;
+    ec_ = nullptr;
+  }
   void refuse(const std::string& peer, int err, const std::string& why) {
     session_.refuse(peer, err, why, on_refused_);
   }

@@ -73,16 +73,7 @@ class StreamListener final : public Listener {
     if (tls::wanted(opts_, uri_)) {
       tls_ = std::make_unique<tls::Context>(opts_.tls, tls::Side::kServer, address_);
     }
-    // TLS's mutual certificate check authenticates too.
-    if (uri_.scheme == "tcp" && !listener_local_ && opts_.psk.empty() && !tls_ &&
-        !opts_.insecure) {
-      throw TransportError(-1, address_, EACCES,
-                           "refusing to listen on an address that is not loopback without "
-                           "authentication: give a pre-shared key (Options::psk, ferry "
-                           "--psk-file) or TLS certificates (Options::tls, ferry --tls-cert, "
-                           "--tls-key, --tls-ca) or, to let in anyone who can reach the port, "
-                           "set Options::insecure (ferry --insecure)");
-    }
+    auth::check_listen_exposure(reinterpret_cast<sockaddr*>(&ss), opts_, address_);
   }
   ~StreamListener() override {
     if (uri_.scheme == "unix") ::unlink(uri_.path.c_str());
