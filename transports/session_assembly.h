@@ -68,6 +68,7 @@ class SessionRules {
   bool complete() const { return !hellos_.empty() && arrived_ == count_; }
   uint64_t session_id() const { return session_; }
   uint32_t count() const { return count_; }
+  uint32_t arrived() const { return arrived_; }
   // The accept_timeout error: how many of how many channels arrived, and the last refusal.
   TransportError timeout_error(const std::string& address) const;
 

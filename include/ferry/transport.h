@@ -119,6 +119,18 @@ struct Options {
     bool enabled() const { return !cert_file.empty() || !key_file.empty() || !ca_file.empty(); }
   } tls;
 
+  // Accept-side bounds (tcp, unix and rdma listeners), so a peer that opens connections and
+  // never finishes a handshake cannot exhaust the listener or crowd out the real source. A peer
+  // is an address (tcp, rdma: the IP without the port; unix: the connecting process). Within one
+  // accept() call: at most max_pending_connections connections in their handshake at once and
+  // max_pending_per_peer from one peer (beyond either, a new connection is closed at once and
+  // reported to on_refused); a peer refused max_refusals_per_peer times has its further
+  // connections closed at accept until accept() returns (a real source behind the same address,
+  // e.g. one NAT, is then shut out too). 0 = no bound.
+  uint32_t max_pending_connections = 64;
+  uint32_t max_pending_per_peer = 8;
+  uint32_t max_refusals_per_peer = 32;
+
   // Testing hooks: the values this end puts in its handshake.
   uint32_t handshake_magic = 0;    // 0 = the real magic
   uint16_t protocol_version = 0;   // 0 = the current version

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "transports/accept_limits.h"
 #include "transports/auth.h"
 #include "transports/cancel_event.h"
 #include "transports/handshake.h"
@@ -71,6 +72,7 @@ class RdmaListener final : public Listener {
     bool proving = false;
     hs::Wire hello{};
     hs::Wire reply{};
+    std::string key;  // the peer it counts against in limits_ (peer_key)
   };
 
   void release() noexcept {
@@ -80,8 +82,13 @@ class RdmaListener final : public Listener {
     id_ = nullptr;
     ec_ = nullptr;
   }
-  void refuse(const std::string& peer, int err, const std::string& why) {
-    session_.refuse(peer, err, why, on_refused_);
+  // Reports a refused pending connection and counts it against its peer.
+  void refuse(const Pending& p, int err, const std::string& why) {
+    refuse(p.key, p.ep->peer_, err, why);
+  }
+  void refuse(const std::string& key, const std::string& peer, int err, const std::string& why) {
+    const bool shut_out = limits_.settled(key, true);
+    session_.refuse(peer, err, shut_out ? why + limits_.shut_out_note(key) : why, on_refused_);
   }
   void on_request(rdma_cm_id* id);
   // Judges a hello and answers it; returns true when the connection is settled (admitted or
@@ -101,9 +108,21 @@ class RdmaListener final : public Listener {
   CancelEvent cancel_;
   std::vector<Pending> pending_;
   SessionAssembly<std::unique_ptr<Endpoint>> session_;
+  AcceptLimits limits_;
 };
 
 void RdmaListener::on_request(rdma_cm_id* id) {
+  const std::string key = peer_key("rdma", rdma_get_peer_addr(id));
+  const AcceptDecision d = limits_.admit(key);
+  if (!d.admitted()) {
+    // Rejected before a queue pair or a buffer is made for it.
+    if (!d.why.empty()) {
+      session_.refuse(endpoint_of(rdma_get_peer_addr(id)), EBUSY, d.why, on_refused_);
+    }
+    rdma_reject(id, nullptr, 0);
+    rdma_destroy_id(id);
+    return;
+  }
   auto ep = std::make_unique<Endpoint>(-1, endpoint_of(rdma_get_peer_addr(id)), opts_);
   ep->id_ = id;
   try {
@@ -112,10 +131,14 @@ void RdmaListener::on_request(rdma_cm_id* id) {
     if (rdma_accept(id, &p) != 0) ep->fail_verb("rdma_accept", errno);
   } catch (const TransportError& e) {
     rdma_reject(id, nullptr, 0);
-    refuse(ep->peer_, e.error_code(), e.detail());
+    refuse(key, ep->peer_, e.error_code(), e.detail());
     return;  // ep's destructor destroys the id
   }
-  pending_.push_back(Pending{std::move(ep), Clock::now() + opts_.handshake_timeout, false});
+  Pending p;
+  p.ep = std::move(ep);
+  p.deadline = Clock::now() + opts_.handshake_timeout;
+  p.key = key;
+  pending_.push_back(std::move(p));
 }
 
 bool RdmaListener::send_handshake(Pending& p, std::span<const uint8_t> bytes, const char* what) {
@@ -124,7 +147,7 @@ bool RdmaListener::send_handshake(Pending& p, std::span<const uint8_t> bytes, co
     p.ep->send(std::span<const iovec>(&v, 1), 0, what);
     p.ep->wait_all(what);
   } catch (const TransportError& e) {
-    refuse(p.ep->peer_, e.error_code(), std::string("sending ") + what + ": " + e.detail());
+    refuse(p, e.error_code(), std::string("sending ") + what + ": " + e.detail());
     return false;
   }
   return true;
@@ -136,7 +159,7 @@ bool RdmaListener::evaluate(Pending& p, const hs::Wire& in) {
   const hs::Wire out = hs::encode(verdict.reply);
   if (!send_handshake(p, out, "handshake reply")) return true;
   if (!verdict.accepted()) {
-    refuse(p.ep->peer_, 0, verdict.refusal);
+    refuse(p, 0, verdict.refusal);
     return true;
   }
   if (verdict.reply.auth == hs::Auth::kPsk) {
@@ -155,13 +178,14 @@ void RdmaListener::evaluate_proof(Pending& p, const auth::FrameWire& in) {
   const SessionVerdict verdict = session_.judge_proof(p.hello, p.reply, in, kCaps, &answer);
   if (!send_handshake(p, answer, "authentication answer")) return;
   if (!verdict.accepted()) {
-    refuse(p.ep->peer_, 0, verdict.refusal);
+    refuse(p, 0, verdict.refusal);
     return;
   }
   admit(p, hs::decode(p.hello));
 }
 
 void RdmaListener::admit(Pending& p, const hs::Hello& peer) {
+  limits_.settled(p.key, false);
   p.ep->channel_ = static_cast<int>(peer.index);
   std::string peer_text = p.ep->peer_;  // before the endpoint moves
   session_.admit(peer, std::move(peer_text), std::move(p.ep));
@@ -169,6 +193,7 @@ void RdmaListener::admit(Pending& p, const hs::Hello& peer) {
 
 std::vector<ChannelPtr> RdmaListener::accept() {
   session_.start(opts_, address_);
+  limits_.start(opts_);
   const auto deadline = Clock::now() + opts_.accept_timeout;
   while (!session_.complete()) {
     int wait = ms_until(deadline);
@@ -195,7 +220,7 @@ std::vector<ChannelPtr> RdmaListener::accept() {
           p.established = true;
           p.ep->connected_ = true;
         } else {
-          refuse(p.ep->peer_, ECONNRESET,
+          refuse(p, ECONNRESET,
                  std::string("connection ended before its hello (") + event_name(t) + ")");
           pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
         }
@@ -215,7 +240,7 @@ std::vector<ChannelPtr> RdmaListener::accept() {
         const long n = p.ep->take_message(in.data(), in.size());
         const long want = static_cast<long>(p.proving ? auth::kFrameSize : hs::kSize);
         if (n >= 0 && n != want) {
-          refuse(p.ep->peer_, 0,
+          refuse(p, 0,
                  "its " + std::string(p.proving ? "second" : "first") + " message is " +
                      std::to_string(n) + " bytes, not a " + std::to_string(want) + "-byte " +
                      (p.proving ? "proof" : "hello"));
@@ -228,13 +253,13 @@ std::vector<ChannelPtr> RdmaListener::accept() {
         } else if (n >= 0) {
           drop = evaluate(p, in);
         } else if (p.ep->has_error()) {
-          refuse(p.ep->peer_, ECONNRESET,
+          refuse(p, ECONNRESET,
                  std::string("connection failed before ") + (p.proving ? "its proof" : "its hello"));
           drop = true;
         }
       }
       if (!drop && now >= p.deadline) {
-        refuse(p.ep->peer_, ETIMEDOUT,
+        refuse(p, ETIMEDOUT,
                std::string(p.proving ? "sent no proof" : "sent no hello") + " within " +
                    std::to_string(opts_.handshake_timeout.count()) + " ms");
         drop = true;

@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 
+#include "transports/accept_limits.h"
 #include "transports/auth.h"
 #include "transports/cancel_event.h"
 #include "transports/handshake.h"
@@ -56,6 +58,12 @@ std::string peer_of(int fd, const Uri& listen_uri) {
   return endpoint_text(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
+// accept4 failures that closing a connection may cure: descriptors (per process, system-wide)
+// or socket memory.
+bool out_of_resources(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
 int ms_until(Clock::time_point t) {
   auto left = std::chrono::ceil<std::chrono::milliseconds>(t - Clock::now()).count();
   return static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
@@ -89,6 +97,7 @@ class StreamListener final : public Listener {
   struct Pending {
     Fd fd;
     std::string peer;
+    std::string key;  // the peer it counts against in limits_ (peer_key)
     hs::Wire buf{};  // the peer's hello as it arrived
     size_t got = 0;
     Clock::time_point deadline;
@@ -114,6 +123,14 @@ class StreamListener final : public Listener {
   };
 
   void accept_new(std::vector<Pending>& pending);
+  // Judges a connection accept4 returned against limits_; appends it to pending when admitted.
+  void take_connection(Fd fd, const sockaddr_storage& ss, std::vector<Pending>& pending);
+  // The peer a new connection counts against: its address, or for unix its process.
+  std::string key_of(int fd, const sockaddr_storage& ss) const;
+  // accept4 failed for want of resources (err): closes the oldest connection still in its
+  // handshake, preferring one that has not passed its hello, and reports it. False when there
+  // is none to close.
+  bool free_a_connection(std::vector<Pending>& pending, int err);
   // Reads what arrived; returns true when the connection is settled (admitted or refused).
   bool read_pending(Pending& p);
   // Judges a complete hello and answers it. Returns true when the connection goes on to prove
@@ -139,10 +156,35 @@ class StreamListener final : public Listener {
   CancelEvent cancel_;
 
   SessionAssembly<Connection> session_;
+  AcceptLimits limits_;
 };
 
 void StreamListener::refuse(const Pending& p, int err, const std::string& why) {
-  session_.refuse(p.peer, err, why, on_refused_);
+  const bool shut_out = limits_.settled(p.key, true);
+  session_.refuse(p.peer, err, shut_out ? why + limits_.shut_out_note(p.key) : why, on_refused_);
+}
+
+std::string StreamListener::key_of(int fd, const sockaddr_storage& ss) const {
+  if (uri_.scheme != "unix") return peer_key(uri_.scheme, reinterpret_cast<const sockaddr*>(&ss));
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return "unix:?";
+  return "unix:pid " + std::to_string(cred.pid);
+}
+
+bool StreamListener::free_a_connection(std::vector<Pending>& pending, int err) {
+  if (pending.empty()) return false;
+  // Oldest first; one that already passed its hello is more likely the real source.
+  auto victim = std::find_if(pending.begin(), pending.end(),
+                             [](const Pending& p) { return !p.proving; });
+  if (victim == pending.end()) victim = pending.begin();
+  limits_.settled(victim->key, false);  // not the peer's doing
+  session_.refuse(victim->peer, err,
+                  std::string("closed to make room for a new connection: accept failed (") +
+                      std::strerror(err) + ")",
+                  on_refused_);
+  pending.erase(victim);
+  return true;
 }
 
 void StreamListener::accept_new(std::vector<Pending>& pending) {
@@ -151,24 +193,48 @@ void StreamListener::accept_new(std::vector<Pending>& pending) {
     socklen_t len = sizeof ss;
     int c = ::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len,
                       SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (c < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EAGAIN) return;
-      throw TransportError(-1, address_, errno, "accept");
+    if (c >= 0) {
+      take_connection(Fd(c), ss, pending);
+      continue;
     }
-    Pending p;
-    p.fd = Fd(c);
-    p.peer = peer_of(c, uri_);
-    p.deadline = Clock::now() + opts_.handshake_timeout;
-    // Buffers come from the listening socket unless the peer turns out to be local; NODELAY
-    // is set here to be sure.
-    const bool local = is_local(reinterpret_cast<const sockaddr*>(&ss));
-    Options nodelay_only;
-    nodelay_only.socket_buffer_bytes = 0;
-    tune(c, ss.ss_family, nodelay_only, false);
-    if (local && !listener_local_) set_buffers(c, opts_.local_socket_buffer_bytes);
-    pending.push_back(std::move(p));
+    const int err = errno;
+    if (err == EINTR || err == ECONNABORTED) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    if (out_of_resources(err) && free_a_connection(pending, err)) continue;
+    if (out_of_resources(err)) {
+      throw TransportError(-1, address_, err,
+                           "accept: out of resources and no connection in its handshake to "
+                           "close for room (" + std::to_string(session_.arrived()) + " of " +
+                               std::to_string(session_.count()) +
+                               " channels arrived); raise RLIMIT_NOFILE (ulimit -n) or hold "
+                               "fewer descriptors");
+    }
+    throw TransportError(-1, address_, err, "accept");
   }
+}
+
+void StreamListener::take_connection(Fd fd, const sockaddr_storage& ss,
+                                     std::vector<Pending>& pending) {
+  const int c = fd.get();
+  Pending p;
+  p.key = key_of(c, ss);
+  const AcceptDecision d = limits_.admit(p.key);
+  if (!d.admitted()) {
+    // Closed before a byte is read: the connection costs the listener nothing more.
+    if (!d.why.empty()) session_.refuse(peer_of(c, uri_), EBUSY, d.why, on_refused_);
+    return;
+  }
+  p.fd = std::move(fd);
+  p.peer = peer_of(c, uri_);
+  p.deadline = Clock::now() + opts_.handshake_timeout;
+  // Buffers come from the listening socket unless the peer turns out to be local; NODELAY
+  // is set here to be sure.
+  const bool local = is_local(reinterpret_cast<const sockaddr*>(&ss));
+  Options nodelay_only;
+  nodelay_only.socket_buffer_bytes = 0;
+  tune(c, ss.ss_family, nodelay_only, false);
+  if (local && !listener_local_) set_buffers(c, opts_.local_socket_buffer_bytes);
+  pending.push_back(std::move(p));
 }
 
 bool StreamListener::evaluate(Pending& p) {
@@ -243,6 +309,7 @@ bool StreamListener::evaluate_proof(Pending& p) {
 }
 
 void StreamListener::admit(Pending& p) {
+  limits_.settled(p.key, false);
   set_blocking(p.fd.get(), true);
   Connection c{std::move(p.fd), p.tls ? p.tls->take() : nullptr};
   session_.admit(hs::decode(p.buf), p.peer, std::move(c));
@@ -271,6 +338,7 @@ bool StreamListener::read_pending(Pending& p) {
 
 std::vector<ChannelPtr> StreamListener::accept() {
   session_.start(opts_, address_);
+  limits_.start(opts_);
   const auto deadline = Clock::now() + opts_.accept_timeout;
   std::vector<Pending> pending;
   std::vector<pollfd> pfds;
@@ -311,6 +379,8 @@ std::vector<ChannelPtr> StreamListener::accept() {
     if (session_.complete()) break;
     if (Clock::now() >= deadline) throw session_.timeout_error(address_);
   }
+  // Closed before the channels are made: their descriptors may be what the channels need.
+  pending.clear();
 
   std::vector<ChannelPtr> out;
   out.reserve(session_.count());
