@@ -118,11 +118,11 @@ typedef struct ferry_options {
   /* Since struct_size 96 (older callers get no key). Authentication (tcp, unix and rdma): psk
    * points to psk_len bytes of pre-shared key, at least 32 (256 bits), the same on both ends;
    * NULL/0 = no key. The library copies the bytes in ferry_source_new/ferry_destination_new: the
-   * caller may wipe and free them once that returned. With a key every channel proves it both
-   * ways and a peer without it (or with another) is refused, naming which end lacks what;
-   * without one, a peer that requires a key is refused. A destination refuses to listen on a
-   * tcp address that is not loopback without a key unless insecure is 1 (unix and loopback are
-   * fine without). */
+   * caller may wipe and free them once that returned (the library wipes its copies when it frees
+   * them). With a key every channel proves it both ways and a peer without it (or with another)
+   * is refused, naming which end lacks what; without one, a peer that requires a key is refused.
+   * A destination refuses to listen on a tcp or rdma address that is not loopback without a key
+   * unless insecure is 1 (unix and loopback are fine without). */
   const uint8_t* psk;              /* (NULL) */
   uint32_t psk_len;                /* (0; else >= 32) */
   uint32_t insecure;               /* (0) */
