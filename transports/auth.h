@@ -67,8 +67,8 @@ void check_key(const Options& options, const std::string& where);
 
 // The listen rule of the tcp and rdma listeners, one text for both: throws EACCES naming
 // `address` when the listener is bound to `bound`, an address that is not loopback (nor a unix
-// socket), without a pre-shared key, TLS certificates or Options::insecure: anyone who can reach the
-// port could then migrate into (or out of) this process.
+// socket), without a pre-shared key, TLS certificates or Options::insecure: anyone who can
+// reach the port could then migrate into (or out of) this process.
 void check_listen_exposure(const sockaddr* bound, const Options& options,
                            const std::string& address);
 
