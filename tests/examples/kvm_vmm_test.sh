@@ -48,7 +48,11 @@ cmake -S "$source_dir/examples/kvm-vmm" -B "$work/vmm-build" -DCMAKE_BUILD_TYPE=
   -DCMAKE_PREFIX_PATH="$work/prefix" > "$work/vmm-configure.out" 2>&1 || fail "configuring kvm-vmm"
 cmake --build "$work/vmm-build" -j2 > "$work/vmm-build.out" 2>&1 || fail "building kvm-vmm"
 vmm="$work/vmm-build/kvm-vmm"
-ldd "$vmm" | grep -q "$work/prefix" || fail "kvm-vmm does not load the installed libferry: $(ldd "$vmm" | grep ferry)"
+# ldd's output is taken whole first: under pipefail, `ldd | grep -q` fails whenever grep's early
+# exit makes ldd die of SIGPIPE (the cause of this test's rare failures with a correct ldd line).
+linked=$(ldd "$vmm")
+grep -q "$work/prefix" <<<"$linked" ||
+  fail "kvm-vmm does not load the installed libferry: $(grep ferry <<<"$linked")"
 
 # ---- 3. a pkg-config consumer --------------------------------------------------------------
 step "build examples/pkgconfig-consumer with pkg-config"
